@@ -1,0 +1,15 @@
+// The subcommands of the `nanoflow` binary: each registers its options and returns the action to run.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace nf::cli {
+
+// Runs the parsed command; returns the process exit code. nf::error escapes to main, which prints it.
+using command_action = std::function<int()>;
+
+command_action add_generate_command(CLI::App& app);
+
+}  // namespace nf::cli
