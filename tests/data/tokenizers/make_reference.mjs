@@ -17,7 +17,7 @@ const package_dir = path.dirname(path.dirname(require.resolve("@huggingface/toke
 const version = JSON.parse(fs.readFileSync(path.join(package_dir, "package.json"), "utf8")).version;
 
 const strings = JSON.parse(fs.readFileSync(path.join(here, "strings.json"), "utf8"));
-const hf_names = ["llama3", "qwen3", "llama2"];
+const hf_names = ["llama3", "qwen3", "mistral"];
 const spm_names = ["spm-bpe", "spm-bpe-ws"];
 
 function write(name, reference, cases) {
