@@ -2,6 +2,7 @@
 #include "tokenizer/hf_tokenizer.h"
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -233,7 +234,11 @@ void hf_tokenizer::load_added_tokens(const json& added) {
     added_tokens_.push_back(std::move(token));
   }
   special_.assign(pieces_.size(), false);
-  for (const added_token& t : added_tokens_) special_[t.id] = t.special;
+  added_token_first_byte_.assign(256, false);
+  for (const added_token& t : added_tokens_) {
+    special_[t.id] = t.special;
+    added_token_first_byte_[static_cast<unsigned char>(t.content[0])] = true;
+  }
   // Longest first, so the first match at a position is the longest.
   std::stable_sort(added_tokens_.begin(), added_tokens_.end(),
                    [](const added_token& a, const added_token& b) { return a.content.size() > b.content.size(); });
@@ -405,6 +410,10 @@ std::vector<hf_tokenizer::segment> hf_tokenizer::split_added_tokens(std::string_
   size_t start = 0;  // start of the pending plain text
   size_t pos = 0;
   while (pos < text.size()) {
+    if (added_tokens_.empty() || !added_token_first_byte_[static_cast<unsigned char>(text[pos])]) {
+      ++pos;
+      continue;
+    }
     const added_token* match = nullptr;
     for (const added_token& t : added_tokens_) {
       if (t.normalized != normalized || text.compare(pos, t.content.size(), t.content) != 0) continue;

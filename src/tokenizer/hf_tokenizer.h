@@ -68,7 +68,8 @@ class hf_tokenizer final : public tokenizer {
   int32_t unk_id_ = -1;
   std::vector<int32_t> byte_ids_;  // [256] id of <0xNN>, or -1
 
-  std::vector<added_token> added_tokens_;
+  std::vector<added_token> added_tokens_;   // longest first
+  std::vector<bool> added_token_first_byte_;  // [256] some added token starts with this byte
   std::vector<normalizer_step> normalizers_;
   std::vector<pre_tokenizer_step> pre_tokenizers_;
   special_affixes affixes_;  // what the post-processor puts around the sequence
