@@ -5,7 +5,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libsentencepiece-dev sentencepiece libpcre2-dev libopenblas-dev
-  libgtest-dev libgmock-dev
+  libgtest-dev libgmock-dev libicu-dev
 )
 missing=()
 for p in "${packages[@]}"; do
