@@ -124,6 +124,7 @@ TEST(cli, bad_input_gives_one_clear_error) {
 TEST(cli, corrupt_checkpoints_give_one_clear_error) {
   const fs::path scratch = fs::temp_directory_path() / ("nanoflow-cli-" + std::to_string(::getpid()));
   fs::remove_all(scratch);
+  fs::create_directories(scratch);
   fs::copy(test::model_dir("mistral-headdim"), scratch / "truncated", fs::copy_options::recursive);
   fs::resize_file(scratch / "truncated/model.safetensors", 1000);
   fs::copy(test::model_dir("mistral-headdim"), scratch / "unknown", fs::copy_options::recursive);
