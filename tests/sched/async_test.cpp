@@ -66,6 +66,45 @@ TEST(async_scheduling, max_tokens_is_never_overshot) {
   EXPECT_EQ(s.stats().num_dropped_tokens, 0);
 }
 
+TEST(async_scheduling, tokens_of_steps_before_a_preemption_are_dropped) {
+  // 4 blocks of 4 tokens. Two requests decode until the pool is full; then a step scheduled before the
+  // previous one is updated preempts B. B is readmitted before that previous step's update arrives:
+  // B's token from it is stale and must not be appended.
+  scheduler_config c = small_config(64, 4, 4 * 4, 4);
+  c.output_len_prior = 1;
+  c.output_len_prior_weight = 1000;
+  scheduler s(c);
+  s.add_request(1, prompt_tokens(1, 4), max_tokens(8, true));
+  s.add_request(2, prompt_tokens(101, 4), max_tokens(8, true));
+  for (int32_t k = 0; k < 4; ++k) {
+    step_plan p = s.schedule();
+    ASSERT_EQ(p.requests.size(), 2u);
+    s.update(p, std::vector<int32_t>{10 + k, 20 + k});
+  }
+  EXPECT_EQ(s.kv().num_free_blocks(), 0);
+  step_plan p4 = s.schedule();  // both at position 7, the last slot of their second block
+  ASSERT_EQ(p4.requests.size(), 2u);
+  step_plan p5 = s.schedule();  // A needs a third block: B, the newest, is preempted
+  ASSERT_EQ(p5.requests.size(), 1u);
+  EXPECT_EQ(p5.requests[0].id, 1u);
+  EXPECT_EQ(p5.preempted_ids, std::vector<request_id>{2});
+  EXPECT_EQ(s.find(2)->status, request_status::preempted);
+  EXPECT_TRUE(s.abort(1));
+  step_plan p6 = s.schedule();  // B recomputes the four tokens it has; its prompt block is a cache hit
+  ASSERT_EQ(p6.requests.size(), 1u);
+  EXPECT_EQ(p6.requests[0].position, 4);
+  EXPECT_EQ(p6.requests[0].token_ids, (tokens{20, 21, 22, 23}));
+  EXPECT_TRUE(s.update(p4, std::vector<int32_t>{14, 24}).empty());
+  EXPECT_TRUE(s.update(p5, std::vector<int32_t>{15}).empty());
+  auto out = s.update(p6, std::vector<int32_t>{30});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].new_token_ids, tokens{30});
+  EXPECT_EQ(std::vector<int32_t>(s.find(2)->output_token_ids().begin(), s.find(2)->output_token_ids().end()),
+            (tokens{20, 21, 22, 23, 30}));
+  EXPECT_EQ(s.stats().num_dropped_tokens, 3);
+  EXPECT_EQ(s.check_invariants(), "");
+}
+
 TEST(async_scheduling, same_tokens_as_synchronous_and_alone) {
   fake_model model{.vocab = 16};  // EOS (0) about once in 16 tokens
   std::mt19937 rng(7);
