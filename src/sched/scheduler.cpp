@@ -78,11 +78,8 @@ step_plan scheduler::schedule() {
   plan.step_id = next_step_id_++;
   plan.finished_ids = std::move(finished_since_plan_);
   finished_since_plan_.clear();
-  plan.preempted_ids = std::move(preempted_since_plan_);
-  preempted_since_plan_.clear();
   plan.requests.reserve(running_.size() + 8);
   int budget = config_.max_num_batched_tokens;
-  size_t num_preempted_before = plan.preempted_ids.size();
 
   // Running requests: decodes (one token left to feed) first, then unfinished prefills. A snapshot,
   // since preemption edits running_.
@@ -105,7 +102,7 @@ step_plan scheduler::schedule() {
   }
 
   // New (and preempted) requests fill what is left, unless KV ran out this very step.
-  if (plan.preempted_ids.size() == num_preempted_before) admit_waiting(budget, plan);
+  if (plan.preempted_ids.empty()) admit_waiting(budget, plan);
 
   NF_CHECK(plan.num_scheduled_tokens <= config_.max_num_batched_tokens, "step over budget: {} tokens",
            plan.num_scheduled_tokens);
@@ -255,8 +252,11 @@ std::vector<request_output> scheduler::update(const step_plan& plan, std::span<c
     --r.num_pending_tokens;
     r.token_ids.push_back(token);
     finish_reason reason = check_stop(r, token);
-    outputs.push_back(request_output{.id = r.id, .new_token_ids = {token}, .finished = reason != finish_reason::none,
-                                     .reason = reason});
+    outputs.push_back(request_output{.id = r.id,
+                                     .new_token_ids = {token},
+                                     .finished = reason != finish_reason::none,
+                                     .reason = reason,
+                                     .num_cached_prompt_tokens = r.num_cached_prompt_tokens});
     if (reason != finish_reason::none) finish_request(r, reason);
   }
   return outputs;

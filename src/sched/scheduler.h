@@ -9,6 +9,18 @@
 // dropped at update(i+1) and never returned. The backend must run steps in order.
 //
 // Not thread-safe: one thread calls every method.
+//
+// Synchronous step loop:
+//   step_plan plan = sched.schedule();
+//   std::vector<int32_t> sampled = backend.run(plan);        // one token per entry with needs_logits
+//   for (const request_output& out : sched.update(plan, sampled)) stream(out);
+//
+// Asynchronous step loop (the backend keeps each request's last sampled token on the device and
+// substitutes it for placeholder_token; it must drop state of plan.finished_ids / preempted_ids):
+//   step_plan next = sched.schedule();                       // step i+1, before step i's tokens are known
+//   backend.launch(next);
+//   if (in_flight) for (auto& out : sched.update(*in_flight, backend.wait(*in_flight))) stream(out);
+//   in_flight = std::move(next);
 #pragma once
 
 #include <cstdint>
@@ -110,7 +122,6 @@ class scheduler {
   std::set<request*, waiting_order> waiting_;
   std::vector<request*> running_;               // admission order
   std::vector<request_id> finished_since_plan_;
-  std::vector<request_id> preempted_since_plan_;
   uint64_t next_step_id_ = 0;
   uint64_t next_arrival_ = 0;
   int64_t num_preemptions_ = 0;

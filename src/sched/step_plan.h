@@ -32,7 +32,8 @@ struct step_plan {
   int32_t num_scheduled_tokens = 0;          // sum of token_ids sizes; <= max_num_batched_tokens
   int32_t num_decode_requests = 0;           // requests[0, num_decode_requests) are decodes
   std::vector<request_id> finished_ids;      // finished or aborted since the previous plan: drop their state
-  std::vector<request_id> preempted_ids;     // KV taken back since the previous plan: they restart from scratch
+  std::vector<request_id> preempted_ids;     // preempted while forming this plan: KV taken back, they restart
+                                             // later from their known tokens (drop their on-device last token)
 
   bool empty() const { return requests.empty(); }
   // Requests whose logits are needed, in order: update() expects one sampled token for each.
@@ -49,6 +50,7 @@ struct request_output {
   std::vector<int32_t> new_token_ids;  // [0 or 1] tokens accepted this step (a stop token is included)
   bool finished = false;
   finish_reason reason = finish_reason::none;
+  int num_cached_prompt_tokens = 0;    // prompt tokens reused from the prefix cache (usage reporting)
 };
 
 }  // namespace nf
