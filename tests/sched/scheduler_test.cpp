@@ -382,3 +382,42 @@ TEST(scheduler, preemption_under_a_tiny_pool_recomputes_the_same_tokens) {
 
 }  // namespace
 }  // namespace nf::test
+
+namespace nf::test {
+namespace {
+
+TEST(scheduler, preempted_request_returns_ahead_of_later_arrivals) {
+  // 4 blocks of 4 tokens; A and B decode until A needs a third block and B, the newest, is preempted.
+  scheduler_config c = small_config(64, 4, 4 * 4, 4);
+  c.output_len_prior = 1;
+  c.output_len_prior_weight = 1000;
+  scheduler s(c);
+  s.add_request(1, prompt_tokens(1, 4), max_tokens(8, true));
+  s.add_request(2, prompt_tokens(101, 4), max_tokens(8, true));
+  step_plan p = s.schedule();
+  ASSERT_EQ(p.requests.size(), 2u);
+  s.add_request(3, prompt_tokens(201, 4), max_tokens(8, true));  // predicted not to fit beside A and B
+  s.update(p, std::vector<int32_t>{10, 20});
+  for (int32_t k = 1; k < 5; ++k) {
+    p = s.schedule();
+    ASSERT_EQ(p.requests.size(), 2u) << "step " << k;
+    s.update(p, std::vector<int32_t>{10 + k, 20 + k});
+  }
+  p = s.schedule();
+  ASSERT_EQ(p.requests.size(), 1u);
+  EXPECT_EQ(p.preempted_ids, std::vector<request_id>{2});
+  EXPECT_EQ(s.find(2)->status, request_status::preempted);
+  EXPECT_EQ(s.find(2)->num_preemptions, 1);
+  EXPECT_EQ(s.num_waiting(), 2);
+  s.update(p, std::vector<int32_t>{15});
+  EXPECT_TRUE(s.abort(1));
+  p = s.schedule();
+  ASSERT_GE(p.requests.size(), 1u);
+  EXPECT_EQ(p.requests[0].id, 2u);  // B, not the later C
+  EXPECT_EQ(p.requests[0].position, 4);  // its prompt block is still cached
+  EXPECT_EQ(p.requests[0].token_ids, (std::vector<int32_t>{20, 21, 22, 23, 24}));
+  EXPECT_EQ(s.check_invariants(), "");
+}
+
+}  // namespace
+}  // namespace nf::test
