@@ -18,6 +18,7 @@ struct completion_request {
   std::vector<int32_t> prompt_token_ids;
   sampling_params params;
   int priority = 0;  // lower runs first when the engine is configured for priorities
+  uint32_t sampling_stream = 0;  // tells apart requests that share a seed (the choices of n > 1)
 };
 
 // What one step produced for one request.
