@@ -11,5 +11,7 @@ namespace nf::cli {
 using command_action = std::function<int()>;
 
 command_action add_generate_command(CLI::App& app);
+// Registers under the `bench` subcommand.
+command_action add_bench_throughput_command(CLI::App& bench);
 
 }  // namespace nf::cli

@@ -2,21 +2,39 @@
 // printed as one line and give exit code 1; nothing here calls exit() from library code.
 #include <cstdio>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include "commands.h"
 #include "core/error.h"
 
+namespace {
+
+struct registered_command {
+  CLI::App* parent;
+  std::string name;
+  nf::cli::command_action action;
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"nanoflow: LLM serving engine after NanoFlow (OSDI 2025)"};
   app.require_subcommand(1);
-  nf::cli::command_action generate = nf::cli::add_generate_command(app);
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks");
+  bench->require_subcommand(1);
+  const std::vector<registered_command> commands = {
+      {&app, "generate", nf::cli::add_generate_command(app)},
+      {bench, "throughput", nf::cli::add_bench_throughput_command(*bench)},
+  };
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   try {
-    if (app.got_subcommand("generate")) return generate();
+    for (const registered_command& command : commands)
+      if (command.parent->parsed() && command.parent->got_subcommand(command.name)) return command.action();
   } catch (const nf::error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -1,6 +1,7 @@
 // Model loading for the command line: config, weights (checkpoint or dummy), backend, tokenizer.
 #include "model_loading.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -18,7 +19,7 @@ void model_options::add_to(CLI::App& command) {
       ->check(CLI::IsMember({"auto", "safetensors", "dummy"}));
   command.add_option("--backend", backend, "where the model runs")->check(CLI::IsMember({"cpu"}));
   command.add_option("--block-size", block_size, "tokens per KV-cache block")->check(CLI::Range(1, 1024));
-  command.add_option("--num-kv-blocks", num_kv_blocks, "KV-cache blocks (0: one full context)")
+  command.add_option("--kv-cache-tokens", kv_cache_tokens, "KV-cache capacity in tokens (0: backend default)")
       ->check(CLI::NonNegativeNumber);
   command.add_option("--dummy-seed", dummy_seed, "seed of the random weights of --load-format dummy");
 }
@@ -28,8 +29,11 @@ std::unique_ptr<backend> load_backend(const model_options& options) {
   const model_config config = load_model_config(options.model_dir);
   model_weights weights =
       options.load_format == "dummy" ? dummy_weights(config, options.dummy_seed) : load_weights(options.model_dir, config);
-  const int blocks_for_context = (config.max_position_embeddings + options.block_size - 1) / options.block_size;
-  const int num_blocks = options.num_kv_blocks > 0 ? options.num_kv_blocks : blocks_for_context;
+  const int64_t bytes_per_token = 2LL * config.num_layers * config.kv_size() * sizeof(float);
+  const int64_t default_tokens =
+      std::max<int64_t>(config.max_position_embeddings, std::min<int64_t>(65536, (2LL << 30) / bytes_per_token));
+  const int64_t tokens = options.kv_cache_tokens > 0 ? options.kv_cache_tokens : default_tokens;
+  const int num_blocks = static_cast<int>((tokens + options.block_size - 1) / options.block_size);
   auto result = std::make_unique<cpu_backend>(std::move(weights), num_blocks, options.block_size);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::fprintf(stderr, "model: %s (%s weights, %s backend, loaded in %.2f s)\n", describe(config).c_str(),
@@ -43,6 +47,27 @@ std::unique_ptr<tokenizer> load_tokenizer_if_present(const model_options& option
   if (!std::filesystem::exists(dir / "tokenizer.json") && !std::filesystem::exists(dir / "tokenizer.model"))
     return nullptr;
   return load_tokenizer(dir);
+}
+
+void engine_cli_options::add_to(CLI::App& command) {
+  command.add_option("--max-num-batched-tokens", max_num_batched_tokens, "dense token budget of one step")
+      ->check(CLI::Range(1, 1 << 20));
+  command.add_option("--max-num-seqs", max_num_seqs, "most requests running at once")->check(CLI::Range(1, 1 << 20));
+  command.add_flag("--no-enable-prefix-caching", disable_prefix_caching, "turn the prefix cache off");
+  command.add_flag("--sync-loop", sync_loop, "run the synchronous step loop (no CPU/backend overlap)");
+  command.add_flag("--priority-scheduling", priority_scheduling, "order waiting requests by priority, then arrival");
+}
+
+engine_options engine_cli_options::make(const backend& model) const {
+  engine_options options;
+  options.async_loop = !sync_loop;
+  options.scheduling.max_num_batched_tokens = max_num_batched_tokens;
+  options.scheduling.max_num_seqs = max_num_seqs;
+  options.scheduling.max_model_len = model.config().max_position_embeddings;
+  options.scheduling.policy = priority_scheduling ? scheduling_policy::priority : scheduling_policy::fcfs;
+  options.scheduling.kv.enable_prefix_caching = !disable_prefix_caching;
+  options.scheduling.kv.num_tokens = int64_t{model.num_kv_blocks()} * model.block_size();
+  return options;
 }
 
 }  // namespace nf::cli

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "engine/backend.h"
+#include "engine/llm_engine.h"
 #include "tokenizer/tokenizer.h"
 
 namespace nf::cli {
@@ -17,10 +18,22 @@ struct model_options {
   std::string load_format = "auto";  // auto (safetensors) or dummy (random weights from config.json)
   std::string backend = "cpu";
   int block_size = 16;
-  int num_kv_blocks = 0;  // 0: enough for one full context
+  int64_t kv_cache_tokens = 0;  // 0: the backend's default (CPU: 64k tokens within 2 GiB, at least one context)
   uint64_t dummy_seed = 0;
 
   void add_to(CLI::App& command);
+};
+
+// Options of the continuous-batching engine, shared by `bench throughput` and `serve`.
+struct engine_cli_options {
+  int max_num_batched_tokens = 2048;
+  int max_num_seqs = 256;
+  bool disable_prefix_caching = false;
+  bool sync_loop = false;
+  bool priority_scheduling = false;
+
+  void add_to(CLI::App& command);
+  engine_options make(const backend& model) const;
 };
 
 // Loads the model on the chosen backend; logs what was loaded to stderr.

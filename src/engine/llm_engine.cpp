@@ -96,7 +96,7 @@ void llm_engine::apply_plan_bookkeeping(const step_plan& plan) {
     // Recomputation restarts from the tokens the scheduler delivered; samples of steps in flight are dropped.
     const request* r = scheduler_.find(id);
     auto it = sequences_.find(id);
-    if (r && it != sequences_.end()) it->second.outputs.resize(r->num_output_tokens() + 0);
+    if (r && it != sequences_.end()) it->second.outputs.resize(r->num_output_tokens());
   }
 }
 

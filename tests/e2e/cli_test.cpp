@@ -96,6 +96,35 @@ TEST(cli, stop_token_ids_end_generation) {
   EXPECT_EQ(output["token_ids"].size(), first + 1);
 }
 
+TEST(cli, bench_throughput_reports_consistent_numbers) {
+  const std::string model = test::model_dir("llama3-gqa").string();
+  for (const std::string workload : {std::string("--input-len 40 --output-len 12"),
+                                     "--trace " + (test::source_dir() / "data/traces/lmsys.csv").string()}) {
+    const run_result result = run("bench throughput --model " + model + " " + workload +
+                                  " --num-prompts 24 --max-num-batched-tokens 128 --no-progress");
+    ASSERT_EQ(result.exit_code, 0) << result.out;
+    const json output = json_line(result.out);
+    EXPECT_EQ(output["num_requests"], 24);
+    const double elapsed = output["elapsed_s"];
+    const double tokens = output["input_tokens"].get<double>() + output["output_tokens"].get<double>();
+    EXPECT_NEAR(output["total_tokens_per_s"].get<double>(), tokens / elapsed, 1e-6 * tokens / elapsed);
+    EXPECT_GT(output["ceiling_tokens_per_s"].get<double>(), 0.0);
+    EXPECT_NEAR(output["fraction_of_ceiling"].get<double>(),
+                output["total_tokens_per_s"].get<double>() / output["ceiling_tokens_per_s"].get<double>(), 1e-9);
+    if (workload.find("--input-len") != std::string::npos) {
+      EXPECT_EQ(output["input_tokens"], 24 * 40);
+      EXPECT_EQ(output["output_tokens"], 24 * 12);
+    }
+  }
+}
+
+TEST(cli, bench_throughput_rejects_a_missing_trace) {
+  const run_result result = run("bench throughput --model " + test::model_dir("llama3-gqa").string() +
+                                " --trace /nonexistent/trace.csv --num-prompts 2");
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.out.find("cannot open trace"), std::string::npos) << result.out;
+}
+
 struct bad_input {
   const char* name;
   std::string arguments;
