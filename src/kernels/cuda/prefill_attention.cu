@@ -1,0 +1,258 @@
+// Paged prefill attention. A block of 4 warps owns 64 query rows of one (sequence, query head); each warp owns
+// 16 rows. K and V tiles of 64 tokens are gathered from the paged cache with cp.async into a two-stage
+// shared-memory ring (rows swizzled for conflict-free ldmatrix), then per warp:
+//   S[16, 64] = Q[16, D] K^T      P = online-softmax(S) (C layout reused as the A layout)      O += P V
+// Work items are ordered heaviest first (last query tiles) and walked by a persistent grid.
+#include <algorithm>
+
+#include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/prefill_attention.h"
+
+namespace nf::kernels {
+namespace {
+
+using namespace detail;
+
+constexpr int warps_per_block = 4;
+constexpr int tile_q = 64;
+constexpr int tile_k = 64;
+
+template <int HEAD_DIM>
+struct prefill_config {
+  static constexpr int row_bytes = HEAD_DIM * 2;
+  static constexpr int chunks_per_row = row_bytes / 16;
+  static constexpr int q_bytes = tile_q * row_bytes;
+  static constexpr int kv_tile_bytes = tile_k * row_bytes;  // K or V
+  static constexpr int stage_bytes = 2 * kv_tile_bytes;
+  static constexpr int smem = q_bytes + 2 * stage_bytes;
+  static constexpr int copies_per_thread = tile_k * chunks_per_row / (warps_per_block * 32);
+};
+
+struct prefill_params {
+  const bf16* q;
+  const bf16* kv_cache;
+  const int32_t* block_tables;
+  const int32_t* query_starts;
+  const int32_t* num_queries;
+  const int32_t* context_lens;
+  bf16* out;
+  int num_seqs, num_q_heads, num_kv_heads, block_size, max_blocks_per_seq, max_q_tiles;
+  float scale_log2;
+};
+
+template <int HEAD_DIM>
+__device__ __forceinline__ void load_kv_tile(const prefill_params& p, int seq, int kv_head, int context_len, int tile,
+                                             uint32_t stage) {
+  using cfg = prefill_config<HEAD_DIM>;
+  const int64_t head_stride = static_cast<int64_t>(p.block_size) * HEAD_DIM;
+  const int32_t* table = p.block_tables + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
+#pragma unroll
+  for (int j = 0; j < cfg::copies_per_thread; ++j) {
+    const int i = threadIdx.x + j * warps_per_block * 32;
+    const int row = i / cfg::chunks_per_row, chunk = i % cfg::chunks_per_row;
+    const int token = tile * tile_k + row;
+    const bool valid = token < context_len;
+    const bf16* k = p.kv_cache;  // a valid address for the zero-filling copies
+    if (valid) {
+      const int block = table[token / p.block_size];
+      k = p.kv_cache + static_cast<int64_t>(block) * 2 * p.num_kv_heads * head_stride + kv_head * head_stride +
+          static_cast<int64_t>(token % p.block_size) * HEAD_DIM + chunk * 8;
+    }
+    const uint32_t offset = swizzled<cfg::row_bytes>(row, chunk);
+    cp_async_16(stage + offset, k, valid ? 16 : 0);
+    cp_async_16(stage + cfg::kv_tile_bytes + offset, valid ? k + p.num_kv_heads * head_stride : k, valid ? 16 : 0);
+  }
+}
+
+template <int HEAD_DIM>
+__global__ void __launch_bounds__(warps_per_block * 32, 2) prefill_attention_kernel(prefill_params p) {
+  using cfg = prefill_config<HEAD_DIM>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const uint32_t q_smem = smem_addr(smem);
+  const uint32_t kv_smem = q_smem + cfg::q_bytes;
+  const int group_size = p.num_q_heads / p.num_kv_heads;
+  const int64_t per_tile = static_cast<int64_t>(p.num_q_heads) * p.num_seqs;
+  const int64_t num_items = per_tile * p.max_q_tiles;
+  const int row_in_quad = lane >> 2, col_pair = (lane & 3) * 2;
+
+  for (int64_t item = blockIdx.x; item < num_items; item += gridDim.x) {
+    const int q_tile = p.max_q_tiles - 1 - static_cast<int>(item / per_tile);
+    const int64_t rest = item % per_tile;
+    const int head = static_cast<int>(rest % p.num_q_heads);
+    const int seq = static_cast<int>(rest / p.num_q_heads);
+    const int num_queries = p.num_queries[seq];
+    if (q_tile * tile_q >= num_queries) continue;
+    const int context_len = p.context_lens[seq];
+    const int kv_head = head / group_size;
+    const int query_start = p.query_starts[seq];
+    const int first_position = context_len - num_queries + q_tile * tile_q;  // of the tile's row 0
+    const int rows_here = min(tile_q, num_queries - q_tile * tile_q);
+    const int last_position = first_position + rows_here - 1;
+    const int num_kv_tiles = last_position / tile_k + 1;
+
+    // Q tile and the first KV tile form the first copy group.
+    for (int i = threadIdx.x; i < tile_q * cfg::chunks_per_row; i += warps_per_block * 32) {
+      const int row = i / cfg::chunks_per_row, chunk = i % cfg::chunks_per_row;
+      const bool valid = row < rows_here;
+      const bf16* src =
+          valid ? p.q + (static_cast<int64_t>(query_start + q_tile * tile_q + row) * p.num_q_heads + head) * HEAD_DIM +
+                      chunk * 8
+                : p.q;
+      cp_async_16(q_smem + swizzled<cfg::row_bytes>(row, chunk), src, valid ? 16 : 0);
+    }
+    load_kv_tile<HEAD_DIM>(p, seq, kv_head, context_len, 0, kv_smem);
+    cp_async_commit();
+
+    uint32_t q_frag[HEAD_DIM / 16][4];
+    float o[HEAD_DIM / 8][4];
+#pragma unroll
+    for (int i = 0; i < HEAD_DIM / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    const int warp_row0 = warp * 16;
+    const int position0 = first_position + warp_row0 + row_in_quad;  // this lane's rows: position0, position0 + 8
+
+    for (int tile = 0; tile < num_kv_tiles; ++tile) {
+      const uint32_t stage = kv_smem + (tile & 1) * cfg::stage_bytes;
+      if (tile + 1 < num_kv_tiles) {
+        load_kv_tile<HEAD_DIM>(p, seq, kv_head, context_len, tile + 1, kv_smem + ((tile + 1) & 1) * cfg::stage_bytes);
+        cp_async_commit();
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+      __syncthreads();
+      if (tile == 0) {
+        const int mat = lane >> 3;
+        const int row = warp_row0 + (lane & 7) + (mat & 1) * 8;
+#pragma unroll
+        for (int j = 0; j < HEAD_DIM / 16; ++j) ldmatrix_x4(q_frag[j], q_smem + swizzled<cfg::row_bytes>(row, 2 * j + (mat >> 1)));
+      }
+      // Warps whose rows all precede this tile skip it (causal).
+      if (tile * tile_k <= first_position + warp_row0 + 15) {
+        float s[tile_k / 8][4];
+#pragma unroll
+        for (int n = 0; n < tile_k / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+        const uint32_t k_tile = stage, v_tile = stage + cfg::kv_tile_bytes;
+        {
+          const int mat = lane >> 3;
+#pragma unroll
+          for (int np = 0; np < tile_k / 16; ++np) {
+            const int row = np * 16 + (lane & 7) + (mat >> 1) * 8;
+#pragma unroll
+            for (int j = 0; j < HEAD_DIM / 16; ++j) {
+              uint32_t b[4];
+              ldmatrix_x4(b, k_tile + swizzled<cfg::row_bytes>(row, 2 * j + (mat & 1)));
+              mma_bf16(s[2 * np], q_frag[j], b[0], b[1]);
+              mma_bf16(s[2 * np + 1], q_frag[j], b[2], b[3]);
+            }
+          }
+        }
+        const bool needs_mask = tile * tile_k + tile_k - 1 > first_position + warp_row0;
+        float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int n = 0; n < tile_k / 8; ++n) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int key = tile * tile_k + n * 8 + col_pair + (e & 1);
+            const int position = position0 + (e >> 1) * 8;
+            s[n][e] = (needs_mask && key > position) ? -INFINITY : s[n][e] * p.scale_log2;
+            tile_max[e >> 1] = fmaxf(tile_max[e >> 1], s[n][e]);
+          }
+        }
+        float correction[2], m_use[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+          tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+          const float m_new = fmaxf(m[r], tile_max[r]);
+          m_use[r] = m_new == -INFINITY ? 0.0f : m_new;  // a row with no key yet keeps zeros
+          correction[r] = exp2f(m[r] - m_use[r]);
+          m[r] = m_new;
+          l[r] *= correction[r];
+        }
+#pragma unroll
+        for (int i = 0; i < HEAD_DIM / 8; ++i) {
+          o[i][0] *= correction[0];
+          o[i][1] *= correction[0];
+          o[i][2] *= correction[1];
+          o[i][3] *= correction[1];
+        }
+#pragma unroll
+        for (int n = 0; n < tile_k / 8; ++n) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            s[n][e] = exp2f(s[n][e] - m_use[e >> 1]);
+            l[e >> 1] += s[n][e];
+          }
+        }
+        const int mat = lane >> 3;
+#pragma unroll
+        for (int kk = 0; kk < tile_k / 16; ++kk) {
+          const uint32_t a[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
+                                 pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                 pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+          const int row = kk * 16 + (lane & 7) + (mat & 1) * 8;
+#pragma unroll
+          for (int dp = 0; dp < HEAD_DIM / 16; ++dp) {
+            uint32_t b[4];
+            ldmatrix_x4_trans(b, v_tile + swizzled<cfg::row_bytes>(row, 2 * dp + (mat >> 1)));
+            mma_bf16(o[2 * dp], a, b[0], b[1]);
+            mma_bf16(o[2 * dp + 1], a, b[2], b[3]);
+          }
+        }
+      }
+      __syncthreads();
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int row = warp_row0 + row_in_quad + r * 8;
+      if (row < rows_here) {
+        const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+        bf16* dst = p.out + (static_cast<int64_t>(query_start + q_tile * tile_q + row) * p.num_q_heads + head) * HEAD_DIM;
+#pragma unroll
+        for (int i = 0; i < HEAD_DIM / 8; ++i)
+          *reinterpret_cast<__nv_bfloat162*>(dst + i * 8 + col_pair) =
+              __floats2bfloat162_rn(o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
+      }
+    }
+  }
+}
+
+template <int HEAD_DIM>
+cudaError_t launch(const prefill_attention_args& a, cudaStream_t stream) {
+  using cfg = prefill_config<HEAD_DIM>;
+  prefill_params p{a.q, a.kv_cache, a.block_tables, a.query_starts, a.num_queries, a.context_lens, a.out,
+                   a.num_seqs, a.num_q_heads, a.num_kv_heads, a.block_size, a.max_blocks_per_seq,
+                   (a.max_num_queries + tile_q - 1) / tile_q, a.scale * 1.4426950408889634f};
+  const int64_t num_items = static_cast<int64_t>(p.max_q_tiles) * a.num_q_heads * a.num_seqs;
+  if (num_items == 0) return cudaSuccess;
+  const int grid = grid_for_budget(a.num_sms, 2, num_items);
+  cudaError_t err =
+      cudaFuncSetAttribute(prefill_attention_kernel<HEAD_DIM>, cudaFuncAttributeMaxDynamicSharedMemorySize, cfg::smem);
+  if (err != cudaSuccess) return err;
+  prefill_attention_kernel<HEAD_DIM><<<grid, warps_per_block * 32, cfg::smem, stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t prefill_attention(const prefill_attention_args& a, cudaStream_t stream) {
+  if (a.num_seqs < 0 || a.num_kv_heads <= 0 || a.num_q_heads <= 0 || a.num_q_heads % a.num_kv_heads != 0 ||
+      a.block_size <= 0 || a.max_num_queries < 0)
+    return cudaErrorInvalidValue;
+  if (a.num_seqs == 0 || a.max_num_queries == 0) return cudaSuccess;
+  switch (a.head_dim) {
+    case 64: return launch<64>(a, stream);
+    case 128: return launch<128>(a, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace nf::kernels
