@@ -113,7 +113,7 @@ std::vector<result> results;
 
 void report(const result& r) {
   results.push_back(r);
-  std::printf("%-22s %-44s %9.4f ms %9.3f %-8s", r.name.c_str(), r.config.c_str(), r.ms, r.value, r.unit.c_str());
+  std::printf("%-22s %-56s %9.4f ms %9.3f %-8s", r.name.c_str(), r.config.c_str(), r.ms, r.value, r.unit.c_str());
   if (r.ceiling > 0) std::printf(" %6.1f%% of %s", 100.0 * r.value / r.ceiling, r.ceiling_name.c_str());
   std::printf("\n");
   std::fflush(stdout);
@@ -127,7 +127,8 @@ int num_device_sms() {
 }
 
 // Decode attention at the Llama-3-8B shape: 32 query heads, 8 KV heads, head_dim 128, block 16.
-void bench_decode(int num_seqs, int context_len, int num_sms, double copy_tbps, double read_tbps_at_budget) {
+void bench_decode(int num_seqs, int context_len, int num_sms, double copy_tbps, double read_tbps_at_budget,
+                  int variant = 0) {
   constexpr int num_q_heads = 32, num_kv_heads = 8, head_dim = 128, block_size = 16;
   const int blocks_per_seq = (context_len + block_size - 1) / block_size;
   const int64_t num_blocks = static_cast<int64_t>(num_seqs) * blocks_per_seq + 1;
@@ -166,13 +167,15 @@ void bench_decode(int num_seqs, int context_len, int num_sms, double copy_tbps, 
   a.max_context_len = context_len;
   a.scale = 0.08838834764831845f;
   a.num_sms = num_sms;
+  a.variant = variant;
   const double ms = time_ms([&] { CHECK_CUDA(nf::kernels::decode_attention(a, nullptr)); }, 20);
   // Bytes that must move: every K and V element once, plus the queries and outputs.
   const double kv_bytes = static_cast<double>(num_seqs) * context_len * num_kv_heads * head_dim * 2 * sizeof(bf16);
   const double bytes = kv_bytes + 2.0 * q_elems * sizeof(bf16);
   char config[128];
-  std::snprintf(config, sizeof config, "%d seqs x %d ctx, %s SMs, %.2f GB KV", num_seqs, context_len,
-                num_sms > 0 ? std::to_string(num_sms).c_str() : "all", kv_bytes / 1e9);
+  static const char* const variants[] = {"7x4", "4x6", "14x2", "9x3"};
+  std::snprintf(config, sizeof config, "%d seqs x %d ctx, %s SMs, %.2f GB, pipe %s", num_seqs, context_len,
+                num_sms > 0 ? std::to_string(num_sms).c_str() : "all", kv_bytes / 1e9, variants[variant]);
   report({"decode_attention", config, ms, bytes / ms / 1e9, "TB/s", copy_tbps, "d2d copy"});
   if (num_sms > 0)
     report({"decode_attention", std::string(config) + " vs read", ms, bytes / ms / 1e9, "TB/s", read_tbps_at_budget,
@@ -242,7 +245,7 @@ int main(int argc, char** argv) {
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   const int sms = num_device_sms();
   std::printf("device: %s, %d SMs, %.1f GB\n", prop.name, sms, prop.totalGlobalMem / 1e9);
-  std::printf("%-22s %-44s %12s %9s\n", "kernel", "config", "time", "rate");
+  std::printf("%-22s %-56s %12s %9s\n", "kernel", "config", "time", "rate");
 
   // Ceiling 1: device-to-device copy, counting bytes read and written.
   const size_t copy_bytes = 2ull << 30;
@@ -255,16 +258,18 @@ int main(int argc, char** argv) {
     report({"ceiling_copy", "cudaMemcpy d2d 2 GiB (read+write)", ms, copy_tbps, "TB/s", 0, ""});
   }
   // Ceiling 2: streaming read with the grid limited to a budget of SMs.
-  double read_tbps_32 = 0.0;
+  double read_tbps_32 = 0.0, read_tbps_16 = 0.0, read_tbps_64 = 0.0;
   {
     device_memory src(copy_bytes), sink(4);
     CHECK_CUDA(cudaMemset(src.ptr, 1, copy_bytes));
-    for (int budget : {sms, 32}) {
+    for (int budget : {sms, 64, 32, 16}) {
       const double ms = time_ms([&] {
         read_kernel<<<2 * budget, 512>>>(src.as<uint4>(), copy_bytes / 16, sink.as<uint32_t>());
       }, 20);
       const double tbps = copy_bytes / ms / 1e9;
       if (budget == 32) read_tbps_32 = tbps;
+      if (budget == 16) read_tbps_16 = tbps;
+      if (budget == 64) read_tbps_64 = tbps;
       report({"ceiling_read", "stream read 2 GiB, " + std::to_string(budget) + " SMs", ms, tbps, "TB/s", copy_tbps,
               "d2d copy"});
     }
@@ -293,6 +298,12 @@ int main(int argc, char** argv) {
   bench_decode(64, 8192, 0, copy_tbps, 0);
   bench_decode(256, 2048, 32, copy_tbps, read_tbps_32);
   bench_decode(64, 8192, 32, copy_tbps, read_tbps_32);
+  bench_decode(256, 2048, 16, copy_tbps, read_tbps_16);
+  bench_decode(256, 2048, 64, copy_tbps, read_tbps_64);
+  for (int variant = 1; variant < 4; ++variant) {
+    bench_decode(256, 2048, 0, copy_tbps, 0, variant);
+    bench_decode(256, 2048, 32, copy_tbps, read_tbps_32, variant);
+  }
   bench_prefill(4096, 0, gemm_tflops);
   bench_prefill(4096, 32, gemm_tflops);
 

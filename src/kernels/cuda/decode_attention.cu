@@ -16,18 +16,19 @@ namespace {
 using namespace detail;
 
 constexpr int tile_tokens = 16;
-constexpr int warps_per_block = 4;
 constexpr int min_chunk_tiles = 8;
 
-template <int HEAD_DIM>
+// One block per SM; WARPS independent warps, each with a ring of STAGES tiles (K and V) in shared memory.
+template <int HEAD_DIM, int WARPS, int STAGES>
 struct decode_config {
+  static constexpr int warps_per_block = WARPS;
   static constexpr int row_bytes = HEAD_DIM * 2;
   static constexpr int chunks_per_row = row_bytes / 16;
   static constexpr int tile_bytes = tile_tokens * row_bytes;  // K or V of one tile
   static constexpr int stage_bytes = 2 * tile_bytes;
-  static constexpr int stages = 6 * 128 / HEAD_DIM;
+  static constexpr int stages = STAGES;
   static constexpr int warp_smem = stages * stage_bytes;
-  static constexpr int block_smem = warps_per_block * warp_smem;
+  static constexpr int block_smem = WARPS * warp_smem;
   static constexpr int copies_per_lane = tile_tokens * chunks_per_row / 32;
 };
 
@@ -49,7 +50,11 @@ struct cursor {
   int64_t item;
   int seq, kv_head, head_group, chunk, context_len;
   int tile, tile_begin, tile_end;
+  int window_base;   // first tile whose physical block this warp's lanes hold (producer only)
+  int window_block;  // this lane's entry: the block of tile window_base + lane
 };
+
+constexpr int no_window = -(1 << 30);
 
 __device__ __forceinline__ void seek(cursor& c, int64_t item, int64_t stride, const decode_params& p) {
   for (; item < p.num_items; item += stride) {
@@ -64,7 +69,8 @@ __device__ __forceinline__ void seek(cursor& c, int64_t item, int64_t stride, co
     const int num_tiles = (context_len + tile_tokens - 1) / tile_tokens;
     const int begin = chunk * p.chunk_tiles;
     if (begin < num_tiles) {
-      c = {item, seq, kv_head, head_group, chunk, context_len, begin, begin, min(begin + p.chunk_tiles, num_tiles)};
+      c = {item,  seq,   kv_head, head_group, chunk, context_len, begin, begin, min(begin + p.chunk_tiles, num_tiles),
+           no_window, 0};
       return;
     }
   }
@@ -75,11 +81,26 @@ __device__ __forceinline__ void advance(cursor& c, int64_t stride, const decode_
   if (++c.tile >= c.tile_end) seek(c, c.item + stride, stride, p);
 }
 
+// The physical block of the producer's tile. The lanes fetch the block-table entries of 32 tiles at once, so the
+// dependent table load stalls the warp once per 32 tiles instead of once per tile.
+__device__ __forceinline__ int block_of_tile(cursor& c, int lane, const decode_params& p) {
+  int offset = c.tile - c.window_base;
+  if (offset >= 32 || offset < 0) {
+    c.window_base = c.tile;
+    offset = 0;
+    const int tile = c.tile + lane;
+    c.window_block = tile < c.tile_end ? p.block_tables[static_cast<int64_t>(c.seq) * p.max_blocks_per_seq +
+                                                        tile * tile_tokens / p.block_size]
+                                       : 0;
+  }
+  return __shfl_sync(0xffffffffu, c.window_block, offset);
+}
+
 template <int HEAD_DIM>
-__device__ __forceinline__ void load_tile(const cursor& c, uint32_t stage, int lane, const decode_params& p) {
-  using cfg = decode_config<HEAD_DIM>;
+__device__ __forceinline__ void load_tile(cursor& c, uint32_t stage, int lane, const decode_params& p) {
+  using cfg = decode_config<HEAD_DIM, 1, 2>;
   const int token0 = c.tile * tile_tokens;
-  const int block = p.block_tables[static_cast<int64_t>(c.seq) * p.max_blocks_per_seq + token0 / p.block_size];
+  const int block = block_of_tile(c, lane, p);
   const int64_t head_stride = static_cast<int64_t>(p.block_size) * HEAD_DIM;
   const bf16* k = p.kv_cache + static_cast<int64_t>(block) * 2 * p.num_kv_heads * head_stride +
                   c.kv_head * head_stride + static_cast<int64_t>(token0 % p.block_size) * HEAD_DIM;
@@ -95,9 +116,10 @@ __device__ __forceinline__ void load_tile(const cursor& c, uint32_t stage, int l
   }
 }
 
-template <int HEAD_DIM>
-__global__ void __launch_bounds__(warps_per_block * 32, 1) decode_attention_kernel(decode_params p) {
-  using cfg = decode_config<HEAD_DIM>;
+template <typename cfg>
+__global__ void __launch_bounds__(cfg::warps_per_block * 32, 1) decode_attention_kernel(decode_params p) {
+  constexpr int HEAD_DIM = cfg::row_bytes / 2;
+  constexpr int warps_per_block = cfg::warps_per_block;
   extern __shared__ __align__(128) unsigned char smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const uint32_t warp_smem = smem_addr(smem) + warp * cfg::warp_smem;
@@ -153,14 +175,18 @@ __global__ void __launch_bounds__(warps_per_block * 32, 1) decode_attention_kern
     const uint32_t v_tile = k_tile + cfg::tile_bytes;
     float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     {
+      // Two independent accumulator chains halve the latency of the dependent mma sequence.
+      float s_odd[4] = {0.0f, 0.0f, 0.0f, 0.0f};
       const int mat = lane >> 3;
       const int row = (lane & 7) + (mat & 1) * 8;
 #pragma unroll
       for (int j = 0; j < HEAD_DIM / 16; ++j) {
         uint32_t a[4];
         ldmatrix_x4(a, k_tile + swizzled<cfg::row_bytes>(row, 2 * j + (mat >> 1)));
-        mma_bf16(s, a, q_frag[j][0], q_frag[j][1]);
+        mma_bf16(j % 2 ? s_odd : s, a, q_frag[j][0], q_frag[j][1]);
       }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[e] += s_odd[e];
     }
     // s[0], s[1]: token row_in_quad, heads col_pair, col_pair + 1; s[2], s[3]: token row_in_quad + 8.
     const int token = consumer.tile * tile_tokens + row_in_quad;
@@ -273,9 +299,10 @@ int max_chunks_for(int max_context_len, int chunk_tiles) {
   return std::max(1, (tiles + chunk_tiles - 1) / chunk_tiles);
 }
 
-template <int HEAD_DIM>
+template <typename cfg>
 cudaError_t launch(const decode_attention_args& a, cudaStream_t stream) {
-  using cfg = decode_config<HEAD_DIM>;
+  constexpr int HEAD_DIM = cfg::row_bytes / 2;
+  constexpr int warps_per_block = cfg::warps_per_block;
   const int num_sms = a.num_sms > 0 ? std::min(a.num_sms, device_sm_count()) : device_sm_count();
   const int group_size = a.num_q_heads / a.num_kv_heads;
   const int num_head_groups = (group_size + 7) / 8;
@@ -311,10 +338,10 @@ cudaError_t launch(const decode_attention_args& a, cudaStream_t stream) {
 
   const int blocks_needed = static_cast<int>((p.num_items + warps_per_block - 1) / warps_per_block);
   const int grid = std::max(1, std::min(num_sms, blocks_needed));
-  cudaError_t err = cudaFuncSetAttribute(decode_attention_kernel<HEAD_DIM>,
+  cudaError_t err = cudaFuncSetAttribute(decode_attention_kernel<cfg>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, cfg::block_smem);
   if (err != cudaSuccess) return err;
-  decode_attention_kernel<HEAD_DIM><<<grid, warps_per_block * 32, cfg::block_smem, stream>>>(p);
+  decode_attention_kernel<cfg><<<grid, warps_per_block * 32, cfg::block_smem, stream>>>(p);
   if ((err = cudaGetLastError()) != cudaSuccess) return err;
   const int64_t merge_rows = static_cast<int64_t>(a.num_seqs) * a.num_q_heads;
   const int merge_grid = grid_for_budget(num_sms, 8, (merge_rows + 7) / 8);
@@ -336,8 +363,14 @@ cudaError_t decode_attention(const decode_attention_args& a, cudaStream_t stream
     return cudaErrorInvalidValue;
   if (a.num_seqs == 0) return cudaSuccess;
   switch (a.head_dim) {
-    case 64: return launch<64>(a, stream);
-    case 128: return launch<128>(a, stream);
+    case 64: return launch<decode_config<64, 7, 8>>(a, stream);
+    case 128:
+      switch (a.variant) {
+        case 1: return launch<decode_config<128, 4, 6>>(a, stream);
+        case 2: return launch<decode_config<128, 14, 2>>(a, stream);
+        case 3: return launch<decode_config<128, 9, 3>>(a, stream);
+        default: return launch<decode_config<128, 7, 4>>(a, stream);
+      }
     default: return cudaErrorInvalidValue;
   }
 }

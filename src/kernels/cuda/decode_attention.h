@@ -29,6 +29,9 @@ struct decode_attention_args {
   int max_context_len = 0;  // an upper bound of context_lens, known on the host
   float scale = 0.0f;       // softmax scale, usually 1 / sqrt(head_dim)
   int num_sms = 0;          // SM budget: the grid never exceeds it; <= 0: the whole device
+  // Shared-memory pipeline shape for head_dim 128 (warps x stages per block), for tuning benchmarks:
+  // 0: 7 x 4 (default), 1: 4 x 6, 2: 14 x 2, 3: 9 x 3.
+  int variant = 0;
 };
 
 // Bytes of workspace decode_attention needs for these sizes (any SM budget).

@@ -1,6 +1,7 @@
-// Paged prefill attention. A block of 4 warps owns 64 query rows of one (sequence, query head); each warp owns
-// 16 rows. K and V tiles of 64 tokens are gathered from the paged cache with cp.async into a two-stage
-// shared-memory ring (rows swizzled for conflict-free ldmatrix), then per warp:
+// Paged prefill attention. A block of 4 warps owns 64 packed rows of one (sequence, KV head): the rows pair each
+// query with each query head of the KV head's group (query-major), so every K and V tile brought into shared
+// memory serves the whole GQA group. Each warp owns 16 rows. K and V tiles of 64 tokens are gathered from the
+// paged cache with cp.async into a shared-memory ring of 3 stages (rows swizzled for conflict-free ldmatrix), then per warp:
 //   S[16, 64] = Q[16, D] K^T      P = online-softmax(S) (C layout reused as the A layout)      O += P V
 // Work items are ordered heaviest first (last query tiles) and walked by a persistent grid.
 #include <algorithm>
@@ -24,7 +25,8 @@ struct prefill_config {
   static constexpr int q_bytes = tile_q * row_bytes;
   static constexpr int kv_tile_bytes = tile_k * row_bytes;  // K or V
   static constexpr int stage_bytes = 2 * kv_tile_bytes;
-  static constexpr int smem = q_bytes + 2 * stage_bytes;
+  static constexpr int stages = 3;
+  static constexpr int smem = q_bytes + stages * stage_bytes;
   static constexpr int copies_per_thread = tile_k * chunks_per_row / (warps_per_block * 32);
 };
 
@@ -72,36 +74,42 @@ __global__ void __launch_bounds__(warps_per_block * 32, 2) prefill_attention_ker
   const uint32_t q_smem = smem_addr(smem);
   const uint32_t kv_smem = q_smem + cfg::q_bytes;
   const int group_size = p.num_q_heads / p.num_kv_heads;
-  const int64_t per_tile = static_cast<int64_t>(p.num_q_heads) * p.num_seqs;
+  const int64_t per_tile = static_cast<int64_t>(p.num_kv_heads) * p.num_seqs;
   const int64_t num_items = per_tile * p.max_q_tiles;
   const int row_in_quad = lane >> 2, col_pair = (lane & 3) * 2;
 
   for (int64_t item = blockIdx.x; item < num_items; item += gridDim.x) {
     const int q_tile = p.max_q_tiles - 1 - static_cast<int>(item / per_tile);
     const int64_t rest = item % per_tile;
-    const int head = static_cast<int>(rest % p.num_q_heads);
-    const int seq = static_cast<int>(rest / p.num_q_heads);
+    const int kv_head = static_cast<int>(rest % p.num_kv_heads);
+    const int seq = static_cast<int>(rest / p.num_kv_heads);
     const int num_queries = p.num_queries[seq];
-    if (q_tile * tile_q >= num_queries) continue;
+    const int num_rows = num_queries * group_size;  // packed rows: query-major, then head within the group
+    const int tile_row0 = q_tile * tile_q;
+    if (tile_row0 >= num_rows) continue;
     const int context_len = p.context_lens[seq];
-    const int kv_head = head / group_size;
     const int query_start = p.query_starts[seq];
-    const int first_position = context_len - num_queries + q_tile * tile_q;  // of the tile's row 0
-    const int rows_here = min(tile_q, num_queries - q_tile * tile_q);
-    const int last_position = first_position + rows_here - 1;
+    const int position_base = context_len - num_queries;  // position of query 0
+    const int rows_here = min(tile_q, num_rows - tile_row0);
+    const int last_position = position_base + (tile_row0 + rows_here - 1) / group_size;
     const int num_kv_tiles = last_position / tile_k + 1;
 
-    // Q tile and the first KV tile form the first copy group.
+    // Q rows (gathered: each packed row is one query of one head) and the first KV tile form copy group 0.
     for (int i = threadIdx.x; i < tile_q * cfg::chunks_per_row; i += warps_per_block * 32) {
       const int row = i / cfg::chunks_per_row, chunk = i % cfg::chunks_per_row;
       const bool valid = row < rows_here;
-      const bf16* src =
-          valid ? p.q + (static_cast<int64_t>(query_start + q_tile * tile_q + row) * p.num_q_heads + head) * HEAD_DIM +
-                      chunk * 8
-                : p.q;
+      const int packed = tile_row0 + row;
+      const bf16* src = valid ? p.q +
+                                    (static_cast<int64_t>(query_start + packed / group_size) * p.num_q_heads +
+                                     kv_head * group_size + packed % group_size) *
+                                        HEAD_DIM +
+                                    chunk * 8
+                              : p.q;
       cp_async_16(q_smem + swizzled<cfg::row_bytes>(row, chunk), src, valid ? 16 : 0);
     }
     load_kv_tile<HEAD_DIM>(p, seq, kv_head, context_len, 0, kv_smem);
+    cp_async_commit();
+    if (num_kv_tiles > 1) load_kv_tile<HEAD_DIM>(p, seq, kv_head, context_len, 1, kv_smem + cfg::stage_bytes);
     cp_async_commit();
 
     uint32_t q_frag[HEAD_DIM / 16][4];
@@ -110,37 +118,38 @@ __global__ void __launch_bounds__(warps_per_block * 32, 2) prefill_attention_ker
     for (int i = 0; i < HEAD_DIM / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     const int warp_row0 = warp * 16;
-    const int position0 = first_position + warp_row0 + row_in_quad;  // this lane's rows: position0, position0 + 8
+    const int warp_first_position = position_base + (tile_row0 + warp_row0) / group_size;
+    const int warp_last_position = position_base + (tile_row0 + warp_row0 + 15) / group_size;
+    const int position[2] = {position_base + (tile_row0 + warp_row0 + row_in_quad) / group_size,
+                             position_base + (tile_row0 + warp_row0 + row_in_quad + 8) / group_size};
 
     for (int tile = 0; tile < num_kv_tiles; ++tile) {
-      const uint32_t stage = kv_smem + (tile & 1) * cfg::stage_bytes;
-      if (tile + 1 < num_kv_tiles) {
-        load_kv_tile<HEAD_DIM>(p, seq, kv_head, context_len, tile + 1, kv_smem + ((tile + 1) & 1) * cfg::stage_bytes);
-        cp_async_commit();
-        cp_async_wait<1>();
-      } else {
-        cp_async_wait<0>();
-      }
-      __syncthreads();
+      cp_async_wait<1>();
+      __syncthreads();  // tile's data visible to all; every warp is done with tile - 1's stage
+      if (tile + 2 < num_kv_tiles)
+        load_kv_tile<HEAD_DIM>(p, seq, kv_head, context_len, tile + 2, kv_smem + ((tile + 2) % cfg::stages) * cfg::stage_bytes);
+      cp_async_commit();
       if (tile == 0) {
         const int mat = lane >> 3;
         const int row = warp_row0 + (lane & 7) + (mat & 1) * 8;
 #pragma unroll
-        for (int j = 0; j < HEAD_DIM / 16; ++j) ldmatrix_x4(q_frag[j], q_smem + swizzled<cfg::row_bytes>(row, 2 * j + (mat >> 1)));
+        for (int j = 0; j < HEAD_DIM / 16; ++j)
+          ldmatrix_x4(q_frag[j], q_smem + swizzled<cfg::row_bytes>(row, 2 * j + (mat >> 1)));
       }
       // Warps whose rows all precede this tile skip it (causal).
-      if (tile * tile_k <= first_position + warp_row0 + 15) {
+      if (tile * tile_k <= warp_last_position) {
+        const uint32_t k_tile = kv_smem + (tile % cfg::stages) * cfg::stage_bytes;
+        const uint32_t v_tile = k_tile + cfg::kv_tile_bytes;
         float s[tile_k / 8][4];
 #pragma unroll
         for (int n = 0; n < tile_k / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-        const uint32_t k_tile = stage, v_tile = stage + cfg::kv_tile_bytes;
         {
           const int mat = lane >> 3;
 #pragma unroll
-          for (int np = 0; np < tile_k / 16; ++np) {
-            const int row = np * 16 + (lane & 7) + (mat >> 1) * 8;
+          for (int j = 0; j < HEAD_DIM / 16; ++j) {
 #pragma unroll
-            for (int j = 0; j < HEAD_DIM / 16; ++j) {
+            for (int np = 0; np < tile_k / 16; ++np) {
+              const int row = np * 16 + (lane & 7) + (mat >> 1) * 8;
               uint32_t b[4];
               ldmatrix_x4(b, k_tile + swizzled<cfg::row_bytes>(row, 2 * j + (mat & 1)));
               mma_bf16(s[2 * np], q_frag[j], b[0], b[1]);
@@ -148,15 +157,14 @@ __global__ void __launch_bounds__(warps_per_block * 32, 2) prefill_attention_ker
             }
           }
         }
-        const bool needs_mask = tile * tile_k + tile_k - 1 > first_position + warp_row0;
+        const bool needs_mask = tile * tile_k + tile_k - 1 > warp_first_position;
         float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
         for (int n = 0; n < tile_k / 8; ++n) {
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
             const int key = tile * tile_k + n * 8 + col_pair + (e & 1);
-            const int position = position0 + (e >> 1) * 8;
-            s[n][e] = (needs_mask && key > position) ? -INFINITY : s[n][e] * p.scale_log2;
+            s[n][e] = (needs_mask && key > position[e >> 1]) ? -INFINITY : s[n][e] * p.scale_log2;
             tile_max[e >> 1] = fmaxf(tile_max[e >> 1], s[n][e]);
           }
         }
@@ -202,8 +210,9 @@ __global__ void __launch_bounds__(warps_per_block * 32, 2) prefill_attention_ker
           }
         }
       }
-      __syncthreads();
     }
+    cp_async_wait<0>();
+    __syncthreads();  // the next item reuses the shared memory
 
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -214,8 +223,11 @@ __global__ void __launch_bounds__(warps_per_block * 32, 2) prefill_attention_ker
     for (int r = 0; r < 2; ++r) {
       const int row = warp_row0 + row_in_quad + r * 8;
       if (row < rows_here) {
+        const int packed = tile_row0 + row;
         const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-        bf16* dst = p.out + (static_cast<int64_t>(query_start + q_tile * tile_q + row) * p.num_q_heads + head) * HEAD_DIM;
+        bf16* dst = p.out + (static_cast<int64_t>(query_start + packed / group_size) * p.num_q_heads +
+                             kv_head * group_size + packed % group_size) *
+                                HEAD_DIM;
 #pragma unroll
         for (int i = 0; i < HEAD_DIM / 8; ++i)
           *reinterpret_cast<__nv_bfloat162*>(dst + i * 8 + col_pair) =
@@ -230,8 +242,8 @@ cudaError_t launch(const prefill_attention_args& a, cudaStream_t stream) {
   using cfg = prefill_config<HEAD_DIM>;
   prefill_params p{a.q, a.kv_cache, a.block_tables, a.query_starts, a.num_queries, a.context_lens, a.out,
                    a.num_seqs, a.num_q_heads, a.num_kv_heads, a.block_size, a.max_blocks_per_seq,
-                   (a.max_num_queries + tile_q - 1) / tile_q, a.scale * 1.4426950408889634f};
-  const int64_t num_items = static_cast<int64_t>(p.max_q_tiles) * a.num_q_heads * a.num_seqs;
+                   (a.max_num_queries * (a.num_q_heads / a.num_kv_heads) + tile_q - 1) / tile_q, a.scale * 1.4426950408889634f};
+  const int64_t num_items = static_cast<int64_t>(p.max_q_tiles) * a.num_kv_heads * a.num_seqs;
   if (num_items == 0) return cudaSuccess;
   const int grid = grid_for_budget(a.num_sms, 2, num_items);
   cudaError_t err =

@@ -1,13 +1,14 @@
-// RMSNorm kernels: one block per row in a persistent loop; rows of up to 8 * 256 * 8 elements are held in
+// RMSNorm kernels: one block per row in a persistent loop; rows of up to 4 * 256 * 8 elements are held in
 // registers between the sum of squares and the scaling, longer rows are read twice.
 #include "kernels/cuda/device_utils.cuh"
 #include "kernels/cuda/rmsnorm.h"
+
+#include <type_traits>
 
 namespace nf::kernels {
 namespace {
 
 using detail::bf16x8;
-constexpr int threads = 256;
 constexpr int cached_vectors = 4;  // 16-byte vectors per thread kept in registers
 
 // Loads one 16-byte vector of the row to normalize; with ADD, first stores residual + delta (rounded to bf16).
@@ -36,7 +37,7 @@ __device__ __forceinline__ bf16x8 scale_vector(const float (&values)[8], bf16x8 
   return detail::pack(scaled);
 }
 
-template <bool ADD>
+template <int threads, bool ADD>
 __global__ void __launch_bounds__(threads) rmsnorm_kernel(const bf16x8* x, bf16x8* residual,
                                                           const bf16x8* __restrict__ delta,
                                                           const bf16x8* __restrict__ weight, bf16x8* __restrict__ out,
@@ -83,11 +84,23 @@ cudaError_t launch(const __nv_bfloat16* x, __nv_bfloat16* residual, const __nv_b
                    int num_sms, cudaStream_t stream) {
   if (num_tokens < 0 || hidden_size <= 0 || hidden_size % 8 != 0) return cudaErrorInvalidValue;
   if (num_tokens == 0) return cudaSuccess;
-  const int grid = detail::grid_for_budget(num_sms, 8, num_tokens);
-  rmsnorm_kernel<ADD><<<grid, threads, 0, stream>>>(
-      reinterpret_cast<const bf16x8*>(x), reinterpret_cast<bf16x8*>(residual),
-      reinterpret_cast<const bf16x8*>(delta), reinterpret_cast<const bf16x8*>(weight),
-      reinterpret_cast<bf16x8*>(out), num_tokens, hidden_size / 8, 1.0f / hidden_size, eps);
+  // The smallest block that keeps a row in registers, so that more rows (more bytes) are in flight per SM.
+  const int vectors_per_row = hidden_size / 8;
+  const auto run = [&](auto threads_constant) {
+    constexpr int threads = decltype(threads_constant)::value;
+    const int grid = detail::grid_for_budget(num_sms, 2048 / threads, num_tokens);
+    rmsnorm_kernel<threads, ADD><<<grid, threads, 0, stream>>>(
+        reinterpret_cast<const bf16x8*>(x), reinterpret_cast<bf16x8*>(residual),
+        reinterpret_cast<const bf16x8*>(delta), reinterpret_cast<const bf16x8*>(weight),
+        reinterpret_cast<bf16x8*>(out), num_tokens, vectors_per_row, 1.0f / hidden_size, eps);
+  };
+  if (vectors_per_row <= 64 * cached_vectors) {
+    run(std::integral_constant<int, 64>{});
+  } else if (vectors_per_row <= 128 * cached_vectors) {
+    run(std::integral_constant<int, 128>{});
+  } else {
+    run(std::integral_constant<int, 256>{});
+  }
   return cudaGetLastError();
 }
 
