@@ -18,18 +18,23 @@ using namespace detail;
 constexpr int tile_tokens = 16;
 constexpr int min_chunk_tiles = 8;
 
-// One block per SM; WARPS independent warps, each with a ring of STAGES tiles (K and V) in shared memory.
-template <int HEAD_DIM, int WARPS, int STAGES>
-struct decode_config {
-  static constexpr int warps_per_block = WARPS;
+// A tile of 16 tokens of one KV head: K or V rows of HEAD_DIM bf16 each.
+template <int HEAD_DIM>
+struct tile_layout {
   static constexpr int row_bytes = HEAD_DIM * 2;
   static constexpr int chunks_per_row = row_bytes / 16;
   static constexpr int tile_bytes = tile_tokens * row_bytes;  // K or V of one tile
-  static constexpr int stage_bytes = 2 * tile_bytes;
-  static constexpr int stages = STAGES;
-  static constexpr int warp_smem = stages * stage_bytes;
-  static constexpr int block_smem = WARPS * warp_smem;
   static constexpr int copies_per_lane = tile_tokens * chunks_per_row / 32;
+};
+
+// One block per SM; WARPS independent warps, each with a ring of STAGES tiles (K and V) in shared memory.
+template <int HEAD_DIM, int WARPS, int STAGES>
+struct decode_config : tile_layout<HEAD_DIM> {
+  static constexpr int warps_per_block = WARPS;
+  static constexpr int stages = STAGES;
+  static constexpr int stage_bytes = 2 * tile_layout<HEAD_DIM>::tile_bytes;
+  static constexpr int warp_smem = STAGES * stage_bytes;
+  static constexpr int block_smem = WARPS * warp_smem;
 };
 
 struct decode_params {
@@ -98,7 +103,7 @@ __device__ __forceinline__ int block_of_tile(cursor& c, int lane, const decode_p
 
 template <int HEAD_DIM>
 __device__ __forceinline__ void load_tile(cursor& c, uint32_t stage, int lane, const decode_params& p) {
-  using cfg = decode_config<HEAD_DIM, 1, 2>;
+  using cfg = tile_layout<HEAD_DIM>;
   const int token0 = c.tile * tile_tokens;
   const int block = block_of_tile(c, lane, p);
   const int64_t head_stride = static_cast<int64_t>(p.block_size) * HEAD_DIM;
