@@ -128,7 +128,7 @@ int num_device_sms() {
 
 // Decode attention at the Llama-3-8B shape: 32 query heads, 8 KV heads, head_dim 128, block 16.
 void bench_decode(int num_seqs, int context_len, int num_sms, double copy_tbps, double read_tbps_at_budget,
-                  int variant = 0) {
+                  int variant = 0, bool scattered = true) {
   constexpr int num_q_heads = 32, num_kv_heads = 8, head_dim = 128, block_size = 16;
   const int blocks_per_seq = (context_len + block_size - 1) / block_size;
   const int64_t num_blocks = static_cast<int64_t>(num_seqs) * blocks_per_seq + 1;
@@ -138,7 +138,7 @@ void bench_decode(int num_seqs, int context_len, int num_sms, double copy_tbps, 
   std::vector<int32_t> physical(num_blocks - 1);
   std::iota(physical.begin(), physical.end(), 1);
   std::mt19937 rng(42);
-  std::shuffle(physical.begin(), physical.end(), rng);  // scattered blocks, as after many allocations
+  if (scattered) std::shuffle(physical.begin(), physical.end(), rng);  // as after many allocations and frees
   device_memory tables(physical.size() * sizeof(int32_t));
   CHECK_CUDA(cudaMemcpy(tables.ptr, physical.data(), physical.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
   std::vector<int32_t> lens(num_seqs, context_len);
@@ -173,16 +173,17 @@ void bench_decode(int num_seqs, int context_len, int num_sms, double copy_tbps, 
   const double kv_bytes = static_cast<double>(num_seqs) * context_len * num_kv_heads * head_dim * 2 * sizeof(bf16);
   const double bytes = kv_bytes + 2.0 * q_elems * sizeof(bf16);
   char config[128];
-  static const char* const variants[] = {"7x4", "4x6", "14x2", "9x3"};
-  std::snprintf(config, sizeof config, "%d seqs x %d ctx, %s SMs, %.2f GB, pipe %s", num_seqs, context_len,
-                num_sms > 0 ? std::to_string(num_sms).c_str() : "all", kv_bytes / 1e9, variants[variant]);
+  static const char* const variants[] = {"14x4", "7x8", "9x6", "16x3"};
+  std::snprintf(config, sizeof config, "%d x %d ctx, %s SMs, %.2f GB, ring %s%s", num_seqs, context_len,
+                num_sms > 0 ? std::to_string(num_sms).c_str() : "all", kv_bytes / 1e9, variants[variant],
+                scattered ? "" : ", contiguous blocks");
   report({"decode_attention", config, ms, bytes / ms / 1e9, "TB/s", copy_tbps, "d2d copy"});
   if (num_sms > 0)
     report({"decode_attention", std::string(config) + " vs read", ms, bytes / ms / 1e9, "TB/s", read_tbps_at_budget,
             "stream read @budget"});
 }
 
-void bench_prefill(int num_tokens, int num_sms, double gemm_tflops) {
+void bench_prefill(int num_tokens, int num_sms, double gemm_tflops, int variant = 0) {
   constexpr int num_q_heads = 32, num_kv_heads = 8, head_dim = 128, block_size = 16;
   const int num_blocks = (num_tokens + block_size - 1) / block_size;
   const size_t block_elems = 2ull * num_kv_heads * block_size * head_dim;
@@ -220,12 +221,13 @@ void bench_prefill(int num_tokens, int num_sms, double gemm_tflops) {
   a.max_num_queries = num_tokens;
   a.scale = 0.08838834764831845f;
   a.num_sms = num_sms;
+  a.variant = variant;
   const double ms = time_ms([&] { CHECK_CUDA(nf::kernels::prefill_attention(a, nullptr)); }, 20);
   // Causal: query i attends to i + 1 keys; 2 FLOPs per multiply-add, in Q K^T and in P V.
   const double flops = 4.0 * head_dim * num_q_heads * (static_cast<double>(num_tokens) * (num_tokens + 1) / 2);
   char config[128];
-  std::snprintf(config, sizeof config, "causal %d tokens, 32/8 heads, d128, %s SMs", num_tokens,
-                num_sms > 0 ? std::to_string(num_sms).c_str() : "all");
+  std::snprintf(config, sizeof config, "causal %d tokens, 32/8 heads, d128, %s SMs, %d-row tiles", num_tokens,
+                num_sms > 0 ? std::to_string(num_sms).c_str() : "all", variant == 1 ? 64 : 128);
   report({"prefill_attention", config, ms, flops / ms / 1e9, "TFLOP/s", gemm_tflops, "cuBLASLt GEMM"});
 }
 
@@ -304,8 +306,12 @@ int main(int argc, char** argv) {
     bench_decode(256, 2048, 0, copy_tbps, 0, variant);
     bench_decode(256, 2048, 32, copy_tbps, read_tbps_32, variant);
   }
+  bench_decode(256, 2048, 32, copy_tbps, read_tbps_32, 0, false);
+  bench_decode(256, 2048, 0, copy_tbps, 0, 0, false);
   bench_prefill(4096, 0, gemm_tflops);
   bench_prefill(4096, 32, gemm_tflops);
+  bench_prefill(4096, 0, gemm_tflops, 1);
+  bench_prefill(16384, 0, gemm_tflops);
 
   // Row kernels at a 16k-token batch (bytes: every input read once, every output written once).
   {

@@ -43,8 +43,6 @@ TEST_P(prefill_attention_test, matches_reference) {
   device_buffer<bf16> d_q(test::to_bf16(q)), d_cache(test::to_bf16(kv.cache)), d_out(q.size());
   device_buffer<int32_t> d_tables(kv.block_tables), d_lens(std::vector<int32_t>(lens.begin(), lens.end()));
   device_buffer<int32_t> d_starts(query_starts), d_num_queries(num_queries);
-  d_out.poison();
-
   kernels::prefill_attention_args args;
   args.q = d_q.get();
   args.kv_cache = d_cache.get();
@@ -62,17 +60,23 @@ TEST_P(prefill_attention_test, matches_reference) {
   args.max_num_queries = max_num_queries;
   args.scale = scale;
   args.num_sms = num_sms;
-  NF_CUDA_OK(kernels::prefill_attention(args, nullptr));
-  NF_CUDA_OK(cudaDeviceSynchronize());
-  const auto out = test::to_float(d_out.download());
-  EXPECT_EQ(test::count_non_finite(out), 0u);
-  EXPECT_LT(test::relative_error(out, ref), test::bf16_tolerance);
-  const size_t row = static_cast<size_t>(num_q_heads) * head_dim;
-  for (int s = 0; s < num_seqs; ++s) {
-    const std::vector<float> o(out.begin() + query_starts[s] * row, out.begin() + (query_starts[s] + num_queries[s]) * row);
-    const std::vector<float> r(ref.begin() + query_starts[s] * row, ref.begin() + (query_starts[s] + num_queries[s]) * row);
-    EXPECT_LT(test::relative_error(o, r), test::bf16_tolerance)
-        << "context " << shapes[s].first << ", queries " << shapes[s].second;
+  for (int variant = 0; variant < 2; ++variant) {  // both query-tile shapes
+    args.variant = variant;
+    d_out.poison();
+    NF_CUDA_OK(kernels::prefill_attention(args, nullptr));
+    NF_CUDA_OK(cudaDeviceSynchronize());
+    const auto out = test::to_float(d_out.download());
+    EXPECT_EQ(test::count_non_finite(out), 0u) << "variant " << variant;
+    EXPECT_LT(test::relative_error(out, ref), test::bf16_tolerance) << "variant " << variant;
+    const size_t row = static_cast<size_t>(num_q_heads) * head_dim;
+    for (int s = 0; s < num_seqs; ++s) {
+      const std::vector<float> o(out.begin() + query_starts[s] * row,
+                                 out.begin() + (query_starts[s] + num_queries[s]) * row);
+      const std::vector<float> r(ref.begin() + query_starts[s] * row,
+                                 ref.begin() + (query_starts[s] + num_queries[s]) * row);
+      EXPECT_LT(test::relative_error(o, r), test::bf16_tolerance)
+          << "context " << shapes[s].first << ", queries " << shapes[s].second << ", variant " << variant;
+    }
   }
 }
 

@@ -1,4 +1,4 @@
-// Paged prefill attention. A block of 4 warps owns 64 packed rows of one (sequence, KV head): the rows pair each
+// Paged prefill attention. A block of 8 (or 4) warps owns 128 (or 64) packed rows of one (sequence, KV head): the rows pair each
 // query with each query head of the KV head's group (query-major), so every K and V tile brought into shared
 // memory serves the whole GQA group. Each warp owns 16 rows. K and V tiles of 64 tokens are gathered from the
 // paged cache with cp.async into a shared-memory ring of 3 stages (rows swizzled for conflict-free ldmatrix), then per warp:
@@ -14,12 +14,15 @@ namespace {
 
 using namespace detail;
 
-constexpr int warps_per_block = 4;
-constexpr int tile_q = 64;
 constexpr int tile_k = 64;
 
-template <int HEAD_DIM>
+// WARPS warps of 16 rows each: a query tile of 16 * WARPS packed rows.
+template <int HEAD_DIM, int WARPS>
 struct prefill_config {
+  static constexpr int head_dim = HEAD_DIM;
+  static constexpr int warps_per_block = WARPS;
+  static constexpr int tile_q = 16 * WARPS;
+  static constexpr int blocks_per_sm = WARPS == 4 ? 2 : 1;
   static constexpr int row_bytes = HEAD_DIM * 2;
   static constexpr int chunks_per_row = row_bytes / 16;
   static constexpr int q_bytes = tile_q * row_bytes;
@@ -42,22 +45,34 @@ struct prefill_params {
   float scale_log2;
 };
 
-template <int HEAD_DIM>
-__device__ __forceinline__ void load_kv_tile(const prefill_params& p, int seq, int kv_head, int context_len, int tile,
-                                             uint32_t stage) {
-  using cfg = prefill_config<HEAD_DIM>;
-  const int64_t head_stride = static_cast<int64_t>(p.block_size) * HEAD_DIM;
+// The physical block of each K/V row this thread copies for `tile` (-1: past the context). Fetched apart from
+// the copies so the dependent table loads can be in flight while the previous tile is computed.
+template <typename cfg>
+__device__ __forceinline__ void fetch_row_blocks(const prefill_params& p, int seq, int context_len, int tile,
+                                                 int (&blocks)[cfg::copies_per_thread]) {
   const int32_t* table = p.block_tables + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
 #pragma unroll
   for (int j = 0; j < cfg::copies_per_thread; ++j) {
-    const int i = threadIdx.x + j * warps_per_block * 32;
+    const int row = (threadIdx.x + j * cfg::warps_per_block * 32) / cfg::chunks_per_row;
+    const int token = tile * tile_k + row;
+    blocks[j] = token < context_len ? table[token / p.block_size] : -1;
+  }
+}
+
+template <typename cfg>
+__device__ __forceinline__ void issue_kv_tile(const prefill_params& p, int kv_head, int tile,
+                                              const int (&blocks)[cfg::copies_per_thread], uint32_t stage) {
+  constexpr int HEAD_DIM = cfg::head_dim;
+  const int64_t head_stride = static_cast<int64_t>(p.block_size) * HEAD_DIM;
+#pragma unroll
+  for (int j = 0; j < cfg::copies_per_thread; ++j) {
+    const int i = threadIdx.x + j * cfg::warps_per_block * 32;
     const int row = i / cfg::chunks_per_row, chunk = i % cfg::chunks_per_row;
     const int token = tile * tile_k + row;
-    const bool valid = token < context_len;
+    const bool valid = blocks[j] >= 0;
     const bf16* k = p.kv_cache;  // a valid address for the zero-filling copies
     if (valid) {
-      const int block = table[token / p.block_size];
-      k = p.kv_cache + static_cast<int64_t>(block) * 2 * p.num_kv_heads * head_stride + kv_head * head_stride +
+      k = p.kv_cache + static_cast<int64_t>(blocks[j]) * 2 * p.num_kv_heads * head_stride + kv_head * head_stride +
           static_cast<int64_t>(token % p.block_size) * HEAD_DIM + chunk * 8;
     }
     const uint32_t offset = swizzled<cfg::row_bytes>(row, chunk);
@@ -66,9 +81,20 @@ __device__ __forceinline__ void load_kv_tile(const prefill_params& p, int seq, i
   }
 }
 
-template <int HEAD_DIM>
-__global__ void __launch_bounds__(warps_per_block * 32, 2) prefill_attention_kernel(prefill_params p) {
-  using cfg = prefill_config<HEAD_DIM>;
+template <typename cfg>
+__device__ __forceinline__ void load_kv_tile(const prefill_params& p, int seq, int kv_head, int context_len, int tile,
+                                             uint32_t stage) {
+  int blocks[cfg::copies_per_thread];
+  fetch_row_blocks<cfg>(p, seq, context_len, tile, blocks);
+  issue_kv_tile<cfg>(p, kv_head, tile, blocks, stage);
+}
+
+template <typename cfg>
+__global__ void __launch_bounds__(cfg::warps_per_block * 32, cfg::blocks_per_sm)
+    prefill_attention_kernel(prefill_params p) {
+  constexpr int HEAD_DIM = cfg::head_dim;
+  constexpr int warps_per_block = cfg::warps_per_block;
+  constexpr int tile_q = cfg::tile_q;
   extern __shared__ __align__(128) unsigned char smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const uint32_t q_smem = smem_addr(smem);
@@ -107,9 +133,9 @@ __global__ void __launch_bounds__(warps_per_block * 32, 2) prefill_attention_ker
                               : p.q;
       cp_async_16(q_smem + swizzled<cfg::row_bytes>(row, chunk), src, valid ? 16 : 0);
     }
-    load_kv_tile<HEAD_DIM>(p, seq, kv_head, context_len, 0, kv_smem);
+    load_kv_tile<cfg>(p, seq, kv_head, context_len, 0, kv_smem);
     cp_async_commit();
-    if (num_kv_tiles > 1) load_kv_tile<HEAD_DIM>(p, seq, kv_head, context_len, 1, kv_smem + cfg::stage_bytes);
+    if (num_kv_tiles > 1) load_kv_tile<cfg>(p, seq, kv_head, context_len, 1, kv_smem + cfg::stage_bytes);
     cp_async_commit();
 
     uint32_t q_frag[HEAD_DIM / 16][4];
@@ -126,9 +152,10 @@ __global__ void __launch_bounds__(warps_per_block * 32, 2) prefill_attention_ker
     for (int tile = 0; tile < num_kv_tiles; ++tile) {
       cp_async_wait<1>();
       __syncthreads();  // tile's data visible to all; every warp is done with tile - 1's stage
-      if (tile + 2 < num_kv_tiles)
-        load_kv_tile<HEAD_DIM>(p, seq, kv_head, context_len, tile + 2, kv_smem + ((tile + 2) % cfg::stages) * cfg::stage_bytes);
-      cp_async_commit();
+      // Tile + 2 goes into tile - 1's stage: its table entries load now, its copies start after this tile's math.
+      const bool prefetch = tile + 2 < num_kv_tiles;
+      int next_blocks[cfg::copies_per_thread];
+      if (prefetch) fetch_row_blocks<cfg>(p, seq, context_len, tile + 2, next_blocks);
       if (tile == 0) {
         const int mat = lane >> 3;
         const int row = warp_row0 + (lane & 7) + (mat & 1) * 8;
@@ -210,6 +237,9 @@ __global__ void __launch_bounds__(warps_per_block * 32, 2) prefill_attention_ker
           }
         }
       }
+      if (prefetch)
+        issue_kv_tile<cfg>(p, kv_head, tile + 2, next_blocks, kv_smem + ((tile + 2) % cfg::stages) * cfg::stage_bytes);
+      cp_async_commit();
     }
     cp_async_wait<0>();
     __syncthreads();  // the next item reuses the shared memory
@@ -237,19 +267,19 @@ __global__ void __launch_bounds__(warps_per_block * 32, 2) prefill_attention_ker
   }
 }
 
-template <int HEAD_DIM>
+template <typename cfg>
 cudaError_t launch(const prefill_attention_args& a, cudaStream_t stream) {
-  using cfg = prefill_config<HEAD_DIM>;
+  constexpr int tile_q = cfg::tile_q;
   prefill_params p{a.q, a.kv_cache, a.block_tables, a.query_starts, a.num_queries, a.context_lens, a.out,
                    a.num_seqs, a.num_q_heads, a.num_kv_heads, a.block_size, a.max_blocks_per_seq,
                    (a.max_num_queries * (a.num_q_heads / a.num_kv_heads) + tile_q - 1) / tile_q, a.scale * 1.4426950408889634f};
   const int64_t num_items = static_cast<int64_t>(p.max_q_tiles) * a.num_kv_heads * a.num_seqs;
   if (num_items == 0) return cudaSuccess;
-  const int grid = grid_for_budget(a.num_sms, 2, num_items);
+  const int grid = grid_for_budget(a.num_sms, cfg::blocks_per_sm, num_items);
   cudaError_t err =
-      cudaFuncSetAttribute(prefill_attention_kernel<HEAD_DIM>, cudaFuncAttributeMaxDynamicSharedMemorySize, cfg::smem);
+      cudaFuncSetAttribute(prefill_attention_kernel<cfg>, cudaFuncAttributeMaxDynamicSharedMemorySize, cfg::smem);
   if (err != cudaSuccess) return err;
-  prefill_attention_kernel<HEAD_DIM><<<grid, warps_per_block * 32, cfg::smem, stream>>>(p);
+  prefill_attention_kernel<cfg><<<grid, cfg::warps_per_block * 32, cfg::smem, stream>>>(p);
   return cudaGetLastError();
 }
 
@@ -261,8 +291,9 @@ cudaError_t prefill_attention(const prefill_attention_args& a, cudaStream_t stre
     return cudaErrorInvalidValue;
   if (a.num_seqs == 0 || a.max_num_queries == 0) return cudaSuccess;
   switch (a.head_dim) {
-    case 64: return launch<64>(a, stream);
-    case 128: return launch<128>(a, stream);
+    case 64: return a.variant == 1 ? launch<prefill_config<64, 4>>(a, stream) : launch<prefill_config<64, 8>>(a, stream);
+    case 128:
+      return a.variant == 1 ? launch<prefill_config<128, 4>>(a, stream) : launch<prefill_config<128, 8>>(a, stream);
     default: return cudaErrorInvalidValue;
   }
 }

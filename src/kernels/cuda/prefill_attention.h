@@ -26,7 +26,8 @@ struct prefill_attention_args {
   int max_blocks_per_seq = 0;
   int max_num_queries = 0;  // an upper bound of num_queries, known on the host
   float scale = 0.0f;
-  int num_sms = 0;  // SM budget: the grid never exceeds 2 blocks per budgeted SM; <= 0: the whole device
+  int num_sms = 0;  // SM budget: the grid never exceeds one block (two for variant 1) per budgeted SM; <= 0: all
+  int variant = 0;  // query tile, for tuning benchmarks: 0: 8 warps x 16 rows (default), 1: 4 warps x 16 rows
 };
 
 cudaError_t prefill_attention(const prefill_attention_args& args, cudaStream_t stream);
