@@ -1,7 +1,7 @@
 // Kernel micro-benchmarks on one GPU. Measures its own ceilings first (device-to-device copy bandwidth,
 // streaming-read bandwidth under SM budgets, cuBLASLt bf16 GEMM rate), then times each kernel at the
 // Llama-3-8B shapes and reports the fraction of the matching ceiling. Prints a table and writes JSON;
-// never passes or fails. Usage: bench_kernels [--json PATH]
+// never passes or fails. Usage: bench_kernels [--json PATH] [--profile decode32|prefill]
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -234,9 +234,10 @@ void bench_prefill(int num_tokens, int num_sms, double gemm_tflops, int variant 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string json_path;
+  std::string json_path, profile;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) json_path = argv[++i];
+    if (std::strcmp(argv[i], "--profile") == 0 && i + 1 < argc) profile = argv[++i];
   }
   int device_count = 0;
   if (cudaGetDeviceCount(&device_count) != cudaSuccess || device_count == 0) {
@@ -248,6 +249,15 @@ int main(int argc, char** argv) {
   const int sms = num_device_sms();
   std::printf("device: %s, %d SMs, %.1f GB\n", prop.name, sms, prop.totalGlobalMem / 1e9);
   std::printf("%-22s %-56s %12s %9s\n", "kernel", "config", "time", "rate");
+  // --profile decode32 | prefill: one case only, for a profiler (no ceilings).
+  if (profile == "decode32") {
+    bench_decode(256, 2048, 32, 0, 0);
+    return 0;
+  }
+  if (profile == "prefill") {
+    bench_prefill(4096, 0, 0);
+    return 0;
+  }
 
   // Ceiling 1: device-to-device copy, counting bytes read and written.
   const size_t copy_bytes = 2ull << 30;
