@@ -173,8 +173,8 @@ void bench_decode(int num_seqs, int context_len, int num_sms, double copy_tbps, 
   const double kv_bytes = static_cast<double>(num_seqs) * context_len * num_kv_heads * head_dim * 2 * sizeof(bf16);
   const double bytes = kv_bytes + 2.0 * q_elems * sizeof(bf16);
   char config[128];
-  static const char* const variants[] = {"14x4", "7x8", "9x6", "16x3"};
-  std::snprintf(config, sizeof config, "%d x %d ctx, %s SMs, %.2f GB, ring %s%s", num_seqs, context_len,
+  static const char* const variants[] = {"14x2", "7x4", "4x6", "9x3"};
+  std::snprintf(config, sizeof config, "%d x %d ctx, %s SMs, %.2f GB, pipe %s%s", num_seqs, context_len,
                 num_sms > 0 ? std::to_string(num_sms).c_str() : "all", kv_bytes / 1e9, variants[variant],
                 scattered ? "" : ", contiguous blocks");
   report({"decode_attention", config, ms, bytes / ms / 1e9, "TB/s", copy_tbps, "d2d copy"});

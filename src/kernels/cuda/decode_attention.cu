@@ -2,9 +2,10 @@
 //   S^T[16 tokens, 8 heads] = K[16, D] * Q^T[D, 8]      (mma m16n8k16, K from shared memory by ldmatrix)
 //   P^T = online-softmax(S^T) per head, transposed to the B layout with movmatrix
 //   O^T[D, 8] += V^T[D, 16] * P^T[16, 8]                (V^T by ldmatrix.trans)
-// Tensor cores keep the arithmetic far below the memory time even on a small SM budget, so the kernel is
-// bound by how many bytes are in flight: each warp keeps STAGES tiles of K and V loading through cp.async,
-// and its pipeline runs across the boundaries of its work items (persistent loop).
+// Tensor cores keep the arithmetic far below the memory time. Each warp keeps STAGES tiles of K and V loading
+// through cp.async, and its pipeline runs across the boundaries of its work items (persistent loop). On the
+// whole GPU this reaches ~93% of the copy bandwidth; on a budget of 32 SMs the per-tile instruction count and
+// latency chain of each warp, not the bytes in flight, limit it (docs/perf.md).
 #include <algorithm>
 
 #include "kernels/cuda/decode_attention.h"
@@ -27,14 +28,13 @@ struct tile_layout {
   static constexpr int copies_per_lane = tile_tokens * chunks_per_row / 32;
 };
 
-// One block per SM; WARPS independent warps, each with a ring of RING half-tiles (a K or a V tile) in shared
-// memory. Splitting K from V keeps (RING - 1) / RING of the ring loading while one half is being computed.
-template <int HEAD_DIM, int WARPS, int RING>
+// One block per SM; WARPS independent warps, each with a ring of STAGES tiles (K and V) in shared memory.
+template <int HEAD_DIM, int WARPS, int STAGES>
 struct decode_config : tile_layout<HEAD_DIM> {
-  static_assert(RING >= 3, "the ring needs a slot in use, a slot loading and a slot to issue into");
   static constexpr int warps_per_block = WARPS;
-  static constexpr int ring = RING;
-  static constexpr int warp_smem = RING * tile_layout<HEAD_DIM>::tile_bytes;
+  static constexpr int stages = STAGES;
+  static constexpr int stage_bytes = 2 * tile_layout<HEAD_DIM>::tile_bytes;
+  static constexpr int warp_smem = STAGES * stage_bytes;
   static constexpr int block_smem = WARPS * warp_smem;
 };
 
@@ -56,7 +56,6 @@ struct cursor {
   int64_t item;
   int seq, kv_head, head_group, chunk, context_len;
   int tile, tile_begin, tile_end;
-  int half;          // 0: the K tile, 1: the V tile
   int window_base;   // first tile whose physical block this warp's lanes hold (producer only)
   int window_block;  // this lane's entry: the block of tile window_base + lane
 };
@@ -76,23 +75,16 @@ __device__ __forceinline__ void seek(cursor& c, int64_t item, int64_t stride, co
     const int num_tiles = (context_len + tile_tokens - 1) / tile_tokens;
     const int begin = chunk * p.chunk_tiles;
     if (begin < num_tiles) {
-      c = {item,  seq, kv_head, head_group, chunk, context_len, begin, begin, min(begin + p.chunk_tiles, num_tiles),
-           0,     no_window, 0};
+      c = {item,  seq,   kv_head, head_group, chunk, context_len, begin, begin, min(begin + p.chunk_tiles, num_tiles),
+           no_window, 0};
       return;
     }
   }
   c.item = p.num_items;
 }
 
-// Steps to the next half-tile: the V tile after the K tile, then the next tile (or work item).
 __device__ __forceinline__ void advance(cursor& c, int64_t stride, const decode_params& p) {
-  if (c.half == 0) {
-    c.half = 1;
-  } else if (++c.tile >= c.tile_end) {
-    seek(c, c.item + stride, stride, p);
-  } else {
-    c.half = 0;
-  }
+  if (++c.tile >= c.tile_end) seek(c, c.item + stride, stride, p);
 }
 
 // The physical block of the producer's tile. The lanes fetch the block-table entries of 32 tiles at once, so the
@@ -110,22 +102,23 @@ __device__ __forceinline__ int block_of_tile(cursor& c, int lane, const decode_p
   return __shfl_sync(0xffffffffu, c.window_block, offset);
 }
 
-// Issues the copies of the producer's half-tile (K or V rows of 16 tokens) into one ring slot.
 template <int HEAD_DIM>
-__device__ __forceinline__ void load_half_tile(cursor& c, uint32_t slot, int lane, const decode_params& p) {
+__device__ __forceinline__ void load_tile(cursor& c, uint32_t stage, int lane, const decode_params& p) {
   using cfg = tile_layout<HEAD_DIM>;
   const int token0 = c.tile * tile_tokens;
   const int block = block_of_tile(c, lane, p);
   const int64_t head_stride = static_cast<int64_t>(p.block_size) * HEAD_DIM;
-  const bf16* src = p.kv_cache + static_cast<int64_t>(block) * 2 * p.num_kv_heads * head_stride +
-                    (c.half * p.num_kv_heads + c.kv_head) * head_stride +
-                    static_cast<int64_t>(token0 % p.block_size) * HEAD_DIM;
+  const bf16* k = p.kv_cache + static_cast<int64_t>(block) * 2 * p.num_kv_heads * head_stride +
+                  c.kv_head * head_stride + static_cast<int64_t>(token0 % p.block_size) * HEAD_DIM;
+  const bf16* v = k + p.num_kv_heads * head_stride;
 #pragma unroll
   for (int j = 0; j < cfg::copies_per_lane; ++j) {
     const int i = lane + 32 * j;
     const int row = i / cfg::chunks_per_row, chunk = i % cfg::chunks_per_row;
     const int bytes = token0 + row < c.context_len ? 16 : 0;  // rows past the context are zero-filled
-    cp_async_16(slot + swizzled<cfg::row_bytes>(row, chunk), src + row * HEAD_DIM + chunk * 8, bytes);
+    const uint32_t offset = swizzled<cfg::row_bytes>(row, chunk);
+    cp_async_16(stage + offset, k + row * HEAD_DIM + chunk * 8, bytes);
+    cp_async_16(stage + cfg::tile_bytes + offset, v + row * HEAD_DIM + chunk * 8, bytes);
   }
 }
 
@@ -142,9 +135,9 @@ __global__ void __launch_bounds__(cfg::warps_per_block * 32, 1) decode_attention
   seek(producer, static_cast<int64_t>(blockIdx.x) * warps_per_block + warp, stride, p);
   consumer = producer;
 #pragma unroll
-  for (int s = 0; s < cfg::ring - 1; ++s) {
+  for (int s = 0; s < cfg::stages - 1; ++s) {
     if (producer.item < p.num_items) {
-      load_half_tile<HEAD_DIM>(producer, warp_smem + s * cfg::tile_bytes, lane, p);
+      load_tile<HEAD_DIM>(producer, warp_smem + s * cfg::stage_bytes, lane, p);
       advance(producer, stride, p);
     }
     cp_async_commit();
@@ -154,11 +147,10 @@ __global__ void __launch_bounds__(cfg::warps_per_block * 32, 1) decode_attention
   float o[HEAD_DIM / 16][4];           // O^T[d, head] accumulators in the C layout
   float m[2], l[2];                    // per head of this lane's two columns
   const int row_in_quad = lane >> 2, col_pair = (lane & 3) * 2;
-  uint32_t p_frag[2];                 // P^T[16 tokens, 8 heads] of the current tile: the B operand of O^T += V^T P^T
-  int slot = 0;
+  int stage = 0;
   while (consumer.item < p.num_items) {
     const int heads_here = min(8, p.group_size - consumer.head_group * 8);
-    if (consumer.tile == consumer.tile_begin && consumer.half == 0) {
+    if (consumer.tile == consumer.tile_begin) {
       const int local_head = row_in_quad;
       const bool valid = local_head < heads_here;
       const int q_head = consumer.kv_head * p.group_size + consumer.head_group * 8 + local_head;
@@ -174,104 +166,105 @@ __global__ void __launch_bounds__(cfg::warps_per_block * 32, 1) decode_attention
       l[0] = l[1] = 0.0f;
     }
 
-    cp_async_wait<cfg::ring - 2>();
+    cp_async_wait<cfg::stages - 2>();
     __syncwarp();
-    if (producer.item < p.num_items) {
-      load_half_tile<HEAD_DIM>(producer, warp_smem + ((slot + cfg::ring - 1) % cfg::ring) * cfg::tile_bytes, lane, p);
-      advance(producer, stride, p);
+    {
+      const int next = (stage + cfg::stages - 1) % cfg::stages;
+      if (producer.item < p.num_items) {
+        load_tile<HEAD_DIM>(producer, warp_smem + next * cfg::stage_bytes, lane, p);
+        advance(producer, stride, p);
+      }
+      cp_async_commit();
     }
-    cp_async_commit();
 
-    const uint32_t tile_smem = warp_smem + slot * cfg::tile_bytes;
-    if (consumer.half == 0) {
-      float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      {
-        // Two independent accumulator chains halve the latency of the dependent mma sequence.
-        float s_odd[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        const int mat = lane >> 3;
-        const int row = (lane & 7) + (mat & 1) * 8;
+    const uint32_t k_tile = warp_smem + stage * cfg::stage_bytes;
+    const uint32_t v_tile = k_tile + cfg::tile_bytes;
+    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    {
+      // Two independent accumulator chains halve the latency of the dependent mma sequence.
+      float s_odd[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      const int mat = lane >> 3;
+      const int row = (lane & 7) + (mat & 1) * 8;
 #pragma unroll
-        for (int j = 0; j < HEAD_DIM / 16; ++j) {
-          uint32_t a[4];
-          ldmatrix_x4(a, tile_smem + swizzled<cfg::row_bytes>(row, 2 * j + (mat >> 1)));
-          mma_bf16(j % 2 ? s_odd : s, a, q_frag[j][0], q_frag[j][1]);
-        }
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[e] += s_odd[e];
+      for (int j = 0; j < HEAD_DIM / 16; ++j) {
+        uint32_t a[4];
+        ldmatrix_x4(a, k_tile + swizzled<cfg::row_bytes>(row, 2 * j + (mat >> 1)));
+        mma_bf16(j % 2 ? s_odd : s, a, q_frag[j][0], q_frag[j][1]);
       }
-      // s[0], s[1]: token row_in_quad, heads col_pair, col_pair + 1; s[2], s[3]: token row_in_quad + 8.
-      const int token = consumer.tile * tile_tokens + row_in_quad;
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const bool masked = token + (e >> 1) * 8 >= consumer.context_len;
-        s[e] = masked ? -INFINITY : s[e] * p.scale_log2;
-      }
-      float tile_max[2] = {fmaxf(s[0], s[2]), fmaxf(s[1], s[3])};
+      for (int e = 0; e < 4; ++e) s[e] += s_odd[e];
+    }
+    // s[0], s[1]: token row_in_quad, heads col_pair, col_pair + 1; s[2], s[3]: token row_in_quad + 8.
+    const int token = consumer.tile * tile_tokens + row_in_quad;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
+    for (int e = 0; e < 4; ++e) {
+      const bool masked = token + (e >> 1) * 8 >= consumer.context_len;
+      s[e] = masked ? -INFINITY : s[e] * p.scale_log2;
+    }
+    float tile_max[2] = {fmaxf(s[0], s[2]), fmaxf(s[1], s[3])};
 #pragma unroll
-        for (int offset = 4; offset < 32; offset <<= 1)
-          tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], offset));
-      }
-      float correction[2];
+    for (int h = 0; h < 2; ++h) {
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const float m_new = fmaxf(m[h], tile_max[h]);  // finite: every tile holds a valid token
-        correction[h] = exp2f(m[h] - m_new);
-        m[h] = m_new;
-      }
-      const float p0 = exp2f(s[0] - m[0]), p1 = exp2f(s[1] - m[1]);
-      const float p2 = exp2f(s[2] - m[0]), p3 = exp2f(s[3] - m[1]);
-      l[0] = l[0] * correction[0] + p0 + p2;
-      l[1] = l[1] * correction[1] + p1 + p3;
-      p_frag[0] = movmatrix_trans(pack_bf16x2(p0, p1));  // P^T[tokens 0-7, head row_in_quad]
-      p_frag[1] = movmatrix_trans(pack_bf16x2(p2, p3));  // P^T[tokens 8-15, head row_in_quad]
+      for (int offset = 4; offset < 32; offset <<= 1)
+        tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], offset));
+    }
+    float correction[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float m_new = fmaxf(m[h], tile_max[h]);  // finite: every tile holds a valid token
+      correction[h] = exp2f(m[h] - m_new);
+      m[h] = m_new;
+    }
+    const float p0 = exp2f(s[0] - m[0]), p1 = exp2f(s[1] - m[1]);
+    const float p2 = exp2f(s[2] - m[0]), p3 = exp2f(s[3] - m[1]);
+    l[0] = l[0] * correction[0] + p0 + p2;
+    l[1] = l[1] * correction[1] + p1 + p3;
+    const uint32_t b0 = movmatrix_trans(pack_bf16x2(p0, p1));  // P^T[tokens 0-7, head row_in_quad]
+    const uint32_t b1 = movmatrix_trans(pack_bf16x2(p2, p3));  // P^T[tokens 8-15, head row_in_quad]
+    {
+      const int mat = lane >> 3;
+      const int row = (lane & 7) + (mat >> 1) * 8;
 #pragma unroll
       for (int i = 0; i < HEAD_DIM / 16; ++i) {
         o[i][0] *= correction[0];
         o[i][1] *= correction[1];
         o[i][2] *= correction[0];
         o[i][3] *= correction[1];
-      }
-    } else {
-      const int mat = lane >> 3;
-      const int row = (lane & 7) + (mat >> 1) * 8;
-#pragma unroll
-      for (int i = 0; i < HEAD_DIM / 16; ++i) {
         uint32_t a[4];
-        ldmatrix_x4_trans(a, tile_smem + swizzled<cfg::row_bytes>(row, 2 * i + (mat & 1)));
-        mma_bf16(o[i], a, p_frag[0], p_frag[1]);
+        ldmatrix_x4_trans(a, v_tile + swizzled<cfg::row_bytes>(row, 2 * i + (mat & 1)));
+        mma_bf16(o[i], a, b0, b1);
       }
-      if (consumer.tile + 1 == consumer.tile_end) {
+    }
+    __syncwarp();
+
+    if (consumer.tile + 1 == consumer.tile_end) {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
+      for (int h = 0; h < 2; ++h) {
 #pragma unroll
-          for (int offset = 4; offset < 32; offset <<= 1) l[h] += __shfl_xor_sync(0xffffffffu, l[h], offset);
-        }
+        for (int offset = 4; offset < 32; offset <<= 1) l[h] += __shfl_xor_sync(0xffffffffu, l[h], offset);
+      }
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int local_head = col_pair + h;
-          if (local_head < heads_here) {
-            const int q_head = consumer.kv_head * p.group_size + consumer.head_group * 8 + local_head;
-            const int64_t index =
-                (static_cast<int64_t>(consumer.seq) * p.num_q_heads + q_head) * p.max_chunks + consumer.chunk;
-            float* dst = p.partial_out + index * HEAD_DIM;
+      for (int h = 0; h < 2; ++h) {
+        const int local_head = col_pair + h;
+        if (local_head < heads_here) {
+          const int q_head = consumer.kv_head * p.group_size + consumer.head_group * 8 + local_head;
+          const int64_t index =
+              (static_cast<int64_t>(consumer.seq) * p.num_q_heads + q_head) * p.max_chunks + consumer.chunk;
+          float* dst = p.partial_out + index * HEAD_DIM;
 #pragma unroll
-            for (int i = 0; i < HEAD_DIM / 16; ++i) {
-              dst[16 * i + row_in_quad] = o[i][h];
-              dst[16 * i + 8 + row_in_quad] = o[i][2 + h];
-            }
-            if (row_in_quad == 0) {
-              p.partial_ml[2 * index] = m[h];
-              p.partial_ml[2 * index + 1] = l[h];
-            }
+          for (int i = 0; i < HEAD_DIM / 16; ++i) {
+            dst[16 * i + row_in_quad] = o[i][h];
+            dst[16 * i + 8 + row_in_quad] = o[i][2 + h];
+          }
+          if (row_in_quad == 0) {
+            p.partial_ml[2 * index] = m[h];
+            p.partial_ml[2 * index + 1] = l[h];
           }
         }
       }
     }
-    __syncwarp();  // every lane is done with this slot before it is refilled
     advance(consumer, stride, p);
-    slot = (slot + 1) % cfg::ring;
+    stage = (stage + 1) % cfg::stages;
   }
   cp_async_wait<0>();
 }
@@ -376,13 +369,13 @@ cudaError_t decode_attention(const decode_attention_args& a, cudaStream_t stream
     return cudaErrorInvalidValue;
   if (a.num_seqs == 0) return cudaSuccess;
   switch (a.head_dim) {
-    case 64: return launch<decode_config<64, 14, 8>>(a, stream);
+    case 64: return launch<decode_config<64, 7, 8>>(a, stream);
     case 128:
       switch (a.variant) {
-        case 1: return launch<decode_config<128, 7, 8>>(a, stream);
-        case 2: return launch<decode_config<128, 9, 6>>(a, stream);
-        case 3: return launch<decode_config<128, 16, 3>>(a, stream);
-        default: return launch<decode_config<128, 14, 4>>(a, stream);
+        case 1: return launch<decode_config<128, 7, 4>>(a, stream);
+        case 2: return launch<decode_config<128, 4, 6>>(a, stream);
+        case 3: return launch<decode_config<128, 9, 3>>(a, stream);
+        default: return launch<decode_config<128, 14, 2>>(a, stream);
       }
     default: return cudaErrorInvalidValue;
   }

@@ -1,6 +1,6 @@
 // Paged decode attention: one query token per sequence over its whole cached context, GQA-aware.
 // The context is split into chunks of tiles (16 tokens each); each warp streams the K and V tiles of one
-// (sequence, KV head, chunk) through a ring of shared-memory slots with cp.async, computes all query heads of the group on
+// (sequence, KV head, chunk) through shared memory with cp.async, computes all query heads of the group on
 // tensor cores, and writes a partial softmax result; a second kernel merges the chunks.
 #pragma once
 
@@ -29,8 +29,8 @@ struct decode_attention_args {
   int max_context_len = 0;  // an upper bound of context_lens, known on the host
   float scale = 0.0f;       // softmax scale, usually 1 / sqrt(head_dim)
   int num_sms = 0;          // SM budget: the grid never exceeds it; <= 0: the whole device
-  // Shared-memory pipeline shape for head_dim 128 (warps x half-tile slots per warp), for tuning benchmarks:
-  // 0: 14 x 4 (default), 1: 7 x 8, 2: 9 x 6, 3: 16 x 3.
+  // Shared-memory pipeline shape for head_dim 128 (warps x stages of one K and one V tile per block), for tuning
+  // benchmarks: 0: 14 x 2 (default, fastest measured), 1: 7 x 4, 2: 4 x 6, 3: 9 x 3.
   int variant = 0;
 };
 
