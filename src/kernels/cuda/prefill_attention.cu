@@ -1,7 +1,8 @@
-// Paged prefill attention. A block of 8 (or 4) warps owns 128 (or 64) packed rows of one (sequence, KV head): the rows pair each
-// query with each query head of the KV head's group (query-major), so every K and V tile brought into shared
-// memory serves the whole GQA group. Each warp owns 16 rows. K and V tiles of 64 tokens are gathered from the
-// paged cache with cp.async into a shared-memory ring of 3 stages (rows swizzled for conflict-free ldmatrix), then per warp:
+// Paged prefill attention. A block of 8 (or 4) warps owns 128 (or 64) packed rows of one (sequence, KV head):
+// the rows pair each query with each query head of the KV head's group (query-major), so every K and V tile
+// brought into shared memory serves the whole GQA group. Each warp owns 16 rows. K and V tiles of 64 tokens are
+// gathered from the paged cache with cp.async into a shared-memory ring of 3 stages (rows swizzled for
+// conflict-free ldmatrix), then per warp:
 //   S[16, 64] = Q[16, D] K^T      P = online-softmax(S) (C layout reused as the A layout)      O += P V
 // Work items are ordered heaviest first (last query tiles) and walked by a persistent grid.
 #include <algorithm>
