@@ -1,0 +1,362 @@
+// Kernel micro-benchmarks on one GPU. Measures its own ceilings first (device-to-device copy bandwidth,
+// streaming-read bandwidth under SM budgets, cuBLASLt bf16 GEMM rate), then times each kernel at the
+// Llama-3-8B shapes and reports the fraction of the matching ceiling. Prints a table and writes JSON;
+// never passes or fails. Usage: bench_kernels [--json PATH] [--profile decode32|prefill]
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/decode_attention.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/prefill_attention.h"
+#include "kernels/cuda/rmsnorm.h"
+#include "kernels/cuda/silu_and_mul.h"
+
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+#define CHECK_CUDA(expr)                                                                       \
+  do {                                                                                         \
+    cudaError_t err_ = (expr);                                                                 \
+    if (err_ != cudaSuccess) {                                                                 \
+      std::fprintf(stderr, "%s failed: %s (%s:%d)\n", #expr, cudaGetErrorString(err_), __FILE__, __LINE__); \
+      std::exit(1);                                                                            \
+    }                                                                                          \
+  } while (0)
+
+__global__ void fill_kernel(bf16* data, size_t count, uint32_t seed, float scale) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
+    h ^= h >> 15;
+    h *= 2246822519u;
+    h ^= h >> 13;
+    data[i] = __float2bfloat16((static_cast<float>(h & 0xffff) / 65536.0f - 0.5f) * 2.0f * scale);
+  }
+}
+
+// Streaming read: 8 independent 16-byte loads per thread in flight, 2 blocks of 512 threads per SM.
+__global__ void __launch_bounds__(512) read_kernel(const uint4* __restrict__ data, size_t count, uint32_t* sink) {
+  uint32_t acc = 0;
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+  for (; i + 7 * stride < count; i += 8 * stride) {
+    uint4 v[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) v[j] = data[i + j * stride];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
+  }
+  for (; i < count; i += stride) acc ^= data[i].x;
+  if (acc == 0x12345678u) *sink = acc;
+}
+
+struct device_memory {
+  void* ptr = nullptr;
+  explicit device_memory(size_t bytes) { CHECK_CUDA(cudaMalloc(&ptr, bytes)); }
+  ~device_memory() { cudaFree(ptr); }
+  template <typename T>
+  T* as() const { return static_cast<T*>(ptr); }
+};
+
+void fill(bf16* data, size_t count, uint32_t seed, float scale) {
+  fill_kernel<<<1024, 256>>>(data, count, seed, scale);
+  CHECK_CUDA(cudaGetLastError());
+}
+
+// Median time of `iters` launches after 3 warm-ups, in milliseconds.
+double time_ms(const std::function<void()>& launch, int iters) {
+  for (int i = 0; i < 3; ++i) launch();
+  CHECK_CUDA(cudaDeviceSynchronize());
+  std::vector<cudaEvent_t> events(iters + 1);
+  for (auto& e : events) CHECK_CUDA(cudaEventCreate(&e));
+  CHECK_CUDA(cudaEventRecord(events[0]));
+  for (int i = 0; i < iters; ++i) {
+    launch();
+    CHECK_CUDA(cudaEventRecord(events[i + 1]));
+  }
+  CHECK_CUDA(cudaEventSynchronize(events[iters]));
+  CHECK_CUDA(cudaGetLastError());
+  std::vector<double> times(iters);
+  for (int i = 0; i < iters; ++i) {
+    float ms = 0.0f;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, events[i], events[i + 1]));
+    times[i] = ms;
+  }
+  for (auto& e : events) cudaEventDestroy(e);
+  std::sort(times.begin(), times.end());
+  return times[iters / 2];
+}
+
+struct result {
+  std::string name;
+  std::string config;
+  double ms;
+  double value;      // achieved rate
+  std::string unit;  // TB/s or TFLOP/s
+  double ceiling;    // the measured ceiling it is compared with (0: none)
+  std::string ceiling_name;
+};
+
+std::vector<result> results;
+
+void report(const result& r) {
+  results.push_back(r);
+  std::printf("%-22s %-56s %9.4f ms %9.3f %-8s", r.name.c_str(), r.config.c_str(), r.ms, r.value, r.unit.c_str());
+  if (r.ceiling > 0) std::printf(" %6.1f%% of %s", 100.0 * r.value / r.ceiling, r.ceiling_name.c_str());
+  std::printf("\n");
+  std::fflush(stdout);
+}
+
+int num_device_sms() {
+  int device = 0, n = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
+  return n;
+}
+
+// Decode attention at the Llama-3-8B shape: 32 query heads, 8 KV heads, head_dim 128, block 16.
+void bench_decode(int num_seqs, int context_len, int num_sms, double copy_tbps, double read_tbps_at_budget,
+                  int variant = 0, bool scattered = true) {
+  constexpr int num_q_heads = 32, num_kv_heads = 8, head_dim = 128, block_size = 16;
+  const int blocks_per_seq = (context_len + block_size - 1) / block_size;
+  const int64_t num_blocks = static_cast<int64_t>(num_seqs) * blocks_per_seq + 1;
+  const size_t block_elems = 2ull * num_kv_heads * block_size * head_dim;
+  device_memory cache(num_blocks * block_elems * sizeof(bf16));
+  fill(cache.as<bf16>(), num_blocks * block_elems, 7, 1.0f);
+  std::vector<int32_t> physical(num_blocks - 1);
+  std::iota(physical.begin(), physical.end(), 1);
+  std::mt19937 rng(42);
+  if (scattered) std::shuffle(physical.begin(), physical.end(), rng);  // as after many allocations and frees
+  device_memory tables(physical.size() * sizeof(int32_t));
+  CHECK_CUDA(cudaMemcpy(tables.ptr, physical.data(), physical.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+  std::vector<int32_t> lens(num_seqs, context_len);
+  device_memory d_lens(lens.size() * sizeof(int32_t));
+  CHECK_CUDA(cudaMemcpy(d_lens.ptr, lens.data(), lens.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+  const size_t q_elems = static_cast<size_t>(num_seqs) * num_q_heads * head_dim;
+  device_memory q(q_elems * sizeof(bf16)), out(q_elems * sizeof(bf16));
+  fill(q.as<bf16>(), q_elems, 3, 1.0f);
+  const size_t ws_bytes = nf::kernels::decode_attention_workspace_bytes(num_seqs, num_q_heads, head_dim, context_len);
+  device_memory ws(ws_bytes);
+
+  nf::kernels::decode_attention_args a;
+  a.q = q.as<bf16>();
+  a.kv_cache = cache.as<bf16>();
+  a.block_tables = tables.as<int32_t>();
+  a.context_lens = d_lens.as<int32_t>();
+  a.out = out.as<bf16>();
+  a.workspace = ws.as<float>();
+  a.workspace_bytes = ws_bytes;
+  a.num_seqs = num_seqs;
+  a.num_q_heads = num_q_heads;
+  a.num_kv_heads = num_kv_heads;
+  a.head_dim = head_dim;
+  a.block_size = block_size;
+  a.max_blocks_per_seq = blocks_per_seq;
+  a.max_context_len = context_len;
+  a.scale = 0.08838834764831845f;
+  a.num_sms = num_sms;
+  a.variant = variant;
+  const double ms = time_ms([&] { CHECK_CUDA(nf::kernels::decode_attention(a, nullptr)); }, 20);
+  // Bytes that must move: every K and V element once, plus the queries and outputs.
+  const double kv_bytes = static_cast<double>(num_seqs) * context_len * num_kv_heads * head_dim * 2 * sizeof(bf16);
+  const double bytes = kv_bytes + 2.0 * q_elems * sizeof(bf16);
+  char config[128];
+  static const char* const variants[] = {"14x2", "7x4", "4x6", "9x3"};
+  std::snprintf(config, sizeof config, "%d x %d ctx, %s SMs, %.2f GB, pipe %s%s", num_seqs, context_len,
+                num_sms > 0 ? std::to_string(num_sms).c_str() : "all", kv_bytes / 1e9, variants[variant],
+                scattered ? "" : ", contiguous blocks");
+  report({"decode_attention", config, ms, bytes / ms / 1e9, "TB/s", copy_tbps, "d2d copy"});
+  if (num_sms > 0)
+    report({"decode_attention", std::string(config) + " vs read", ms, bytes / ms / 1e9, "TB/s", read_tbps_at_budget,
+            "stream read @budget"});
+}
+
+void bench_prefill(int num_tokens, int num_sms, double gemm_tflops, int variant = 0) {
+  constexpr int num_q_heads = 32, num_kv_heads = 8, head_dim = 128, block_size = 16;
+  const int num_blocks = (num_tokens + block_size - 1) / block_size;
+  const size_t block_elems = 2ull * num_kv_heads * block_size * head_dim;
+  device_memory cache((num_blocks + 1) * block_elems * sizeof(bf16));
+  fill(cache.as<bf16>(), (num_blocks + 1) * block_elems, 11, 1.0f);
+  std::vector<int32_t> table(num_blocks);
+  std::iota(table.begin(), table.end(), 1);
+  std::mt19937 rng(5);
+  std::shuffle(table.begin(), table.end(), rng);
+  device_memory d_table(table.size() * sizeof(int32_t));
+  CHECK_CUDA(cudaMemcpy(d_table.ptr, table.data(), table.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+  const int32_t zero = 0;
+  device_memory d_start(4), d_nq(4), d_len(4);
+  CHECK_CUDA(cudaMemcpy(d_start.ptr, &zero, 4, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(d_nq.ptr, &num_tokens, 4, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(d_len.ptr, &num_tokens, 4, cudaMemcpyHostToDevice));
+  const size_t q_elems = static_cast<size_t>(num_tokens) * num_q_heads * head_dim;
+  device_memory q(q_elems * sizeof(bf16)), out(q_elems * sizeof(bf16));
+  fill(q.as<bf16>(), q_elems, 13, 1.0f);
+
+  nf::kernels::prefill_attention_args a;
+  a.q = q.as<bf16>();
+  a.kv_cache = cache.as<bf16>();
+  a.block_tables = d_table.as<int32_t>();
+  a.query_starts = d_start.as<int32_t>();
+  a.num_queries = d_nq.as<int32_t>();
+  a.context_lens = d_len.as<int32_t>();
+  a.out = out.as<bf16>();
+  a.num_seqs = 1;
+  a.num_q_heads = num_q_heads;
+  a.num_kv_heads = num_kv_heads;
+  a.head_dim = head_dim;
+  a.block_size = block_size;
+  a.max_blocks_per_seq = num_blocks;
+  a.max_num_queries = num_tokens;
+  a.scale = 0.08838834764831845f;
+  a.num_sms = num_sms;
+  a.variant = variant;
+  const double ms = time_ms([&] { CHECK_CUDA(nf::kernels::prefill_attention(a, nullptr)); }, 20);
+  // Causal: query i attends to i + 1 keys; 2 FLOPs per multiply-add, in Q K^T and in P V.
+  const double flops = 4.0 * head_dim * num_q_heads * (static_cast<double>(num_tokens) * (num_tokens + 1) / 2);
+  char config[128];
+  std::snprintf(config, sizeof config, "causal %d tokens, 32/8 heads, d128, %s SMs, %d-row tiles", num_tokens,
+                num_sms > 0 ? std::to_string(num_sms).c_str() : "all", variant == 1 ? 64 : 128);
+  report({"prefill_attention", config, ms, flops / ms / 1e9, "TFLOP/s", gemm_tflops, "cuBLASLt GEMM"});
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string json_path, profile;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) json_path = argv[++i];
+    if (std::strcmp(argv[i], "--profile") == 0 && i + 1 < argc) profile = argv[++i];
+  }
+  int device_count = 0;
+  if (cudaGetDeviceCount(&device_count) != cudaSuccess || device_count == 0) {
+    std::printf("no CUDA device: nothing to measure\n");
+    return 0;
+  }
+  cudaDeviceProp prop{};
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  const int sms = num_device_sms();
+  std::printf("device: %s, %d SMs, %.1f GB\n", prop.name, sms, prop.totalGlobalMem / 1e9);
+  std::printf("%-22s %-56s %12s %9s\n", "kernel", "config", "time", "rate");
+  // --profile decode32 | prefill: one case only, for a profiler (no ceilings).
+  if (profile == "decode32") {
+    bench_decode(256, 2048, 32, 0, 0);
+    return 0;
+  }
+  if (profile == "prefill") {
+    bench_prefill(4096, 0, 0);
+    return 0;
+  }
+
+  // Ceiling 1: device-to-device copy, counting bytes read and written.
+  const size_t copy_bytes = 2ull << 30;
+  double copy_tbps = 0.0;
+  {
+    device_memory src(copy_bytes), dst(copy_bytes);
+    CHECK_CUDA(cudaMemset(src.ptr, 1, copy_bytes));
+    const double ms = time_ms([&] { CHECK_CUDA(cudaMemcpyAsync(dst.ptr, src.ptr, copy_bytes, cudaMemcpyDeviceToDevice)); }, 20);
+    copy_tbps = 2.0 * copy_bytes / ms / 1e9;
+    report({"ceiling_copy", "cudaMemcpy d2d 2 GiB (read+write)", ms, copy_tbps, "TB/s", 0, ""});
+  }
+  // Ceiling 2: streaming read with the grid limited to a budget of SMs.
+  double read_tbps_32 = 0.0, read_tbps_16 = 0.0, read_tbps_64 = 0.0;
+  {
+    device_memory src(copy_bytes), sink(4);
+    CHECK_CUDA(cudaMemset(src.ptr, 1, copy_bytes));
+    for (int budget : {sms, 64, 32, 16}) {
+      const double ms = time_ms([&] {
+        read_kernel<<<2 * budget, 512>>>(src.as<uint4>(), copy_bytes / 16, sink.as<uint32_t>());
+      }, 20);
+      const double tbps = copy_bytes / ms / 1e9;
+      if (budget == 32) read_tbps_32 = tbps;
+      if (budget == 16) read_tbps_16 = tbps;
+      if (budget == 64) read_tbps_64 = tbps;
+      report({"ceiling_read", "stream read 2 GiB, " + std::to_string(budget) + " SMs", ms, tbps, "TB/s", copy_tbps,
+              "d2d copy"});
+    }
+  }
+  // Ceiling 3: cuBLASLt bf16 GEMM at the Llama-3-8B gate+up shape.
+  double gemm_tflops = 0.0;
+  {
+    const int m = 2048, n = 28672, k = 4096;
+    device_memory x(size_t(m) * k * 2), w(size_t(n) * k * 2), y(size_t(m) * n * 2);
+    fill(x.as<bf16>(), size_t(m) * k, 1, 1.0f);
+    fill(w.as<bf16>(), size_t(n) * k, 2, 0.05f);
+    nf::kernels::gemm_runner runner;
+    CHECK_CUDA(runner.init());
+    for (int budget : {0, 100}) {
+      const double ms = time_ms([&] {
+        CHECK_CUDA(runner.run(x.as<bf16>(), w.as<bf16>(), nullptr, y.as<bf16>(), m, n, k, budget, nullptr));
+      }, 20);
+      const double tflops = 2.0 * m * n * k / ms / 1e9;
+      if (budget == 0) gemm_tflops = tflops;
+      report({"gemm", "2048x28672x4096 bf16, SM target " + (budget ? std::to_string(budget) : std::string("none")), ms,
+              tflops, "TFLOP/s", budget ? gemm_tflops : 0.0, budget ? "GEMM all SMs" : ""});
+    }
+  }
+
+  bench_decode(256, 2048, 0, copy_tbps, 0);
+  bench_decode(64, 8192, 0, copy_tbps, 0);
+  bench_decode(256, 2048, 32, copy_tbps, read_tbps_32);
+  bench_decode(64, 8192, 32, copy_tbps, read_tbps_32);
+  bench_decode(256, 2048, 16, copy_tbps, read_tbps_16);
+  bench_decode(256, 2048, 64, copy_tbps, read_tbps_64);
+  for (int variant = 1; variant < 4; ++variant) {
+    bench_decode(256, 2048, 0, copy_tbps, 0, variant);
+    bench_decode(256, 2048, 32, copy_tbps, read_tbps_32, variant);
+  }
+  bench_decode(256, 2048, 32, copy_tbps, read_tbps_32, 0, false);
+  bench_decode(256, 2048, 0, copy_tbps, 0, 0, false);
+  bench_prefill(4096, 0, gemm_tflops);
+  bench_prefill(4096, 32, gemm_tflops);
+  bench_prefill(4096, 0, gemm_tflops, 1);
+  bench_prefill(16384, 0, gemm_tflops);
+
+  // Row kernels at a 16k-token batch (bytes: every input read once, every output written once).
+  {
+    const int tokens = 16384, hidden = 4096, inter = 14336;
+    device_memory x(size_t(tokens) * hidden * 2), res(size_t(tokens) * hidden * 2), o(size_t(tokens) * hidden * 2),
+        wt(hidden * 2), gu(size_t(tokens) * 2 * inter * 2), act(size_t(tokens) * inter * 2);
+    fill(x.as<bf16>(), size_t(tokens) * hidden, 3, 1.0f);
+    fill(res.as<bf16>(), size_t(tokens) * hidden, 4, 1.0f);
+    fill(wt.as<bf16>(), hidden, 5, 1.0f);
+    fill(gu.as<bf16>(), size_t(tokens) * 2 * inter, 6, 1.0f);
+    double ms = time_ms([&] {
+      CHECK_CUDA(nf::kernels::rmsnorm(x.as<bf16>(), wt.as<bf16>(), o.as<bf16>(), tokens, hidden, 1e-5f, 0, nullptr));
+    }, 20);
+    report({"rmsnorm", "16384 x 4096", ms, 2.0 * tokens * hidden * 2 / ms / 1e9, "TB/s", copy_tbps, "d2d copy"});
+    ms = time_ms([&] {
+      CHECK_CUDA(nf::kernels::add_rmsnorm(res.as<bf16>(), x.as<bf16>(), wt.as<bf16>(), o.as<bf16>(), tokens, hidden,
+                                          1e-5f, 0, nullptr));
+    }, 20);
+    report({"add_rmsnorm", "16384 x 4096", ms, 4.0 * tokens * hidden * 2 / ms / 1e9, "TB/s", copy_tbps, "d2d copy"});
+    ms = time_ms([&] {
+      CHECK_CUDA(nf::kernels::silu_and_mul(gu.as<bf16>(), act.as<bf16>(), tokens, inter, 0, nullptr));
+    }, 20);
+    report({"silu_and_mul", "16384 x 14336", ms, 3.0 * tokens * inter * 2 / ms / 1e9, "TB/s", copy_tbps, "d2d copy"});
+  }
+
+  if (!json_path.empty()) {
+    nlohmann::json j;
+    j["device"] = prop.name;
+    j["num_sms"] = sms;
+    for (const auto& r : results) {
+      j["results"].push_back({{"name", r.name}, {"config", r.config}, {"ms", r.ms}, {"value", r.value},
+                              {"unit", r.unit}, {"ceiling", r.ceiling}, {"ceiling_name", r.ceiling_name},
+                              {"fraction", r.ceiling > 0 ? r.value / r.ceiling : 0.0}});
+    }
+    std::ofstream(json_path) << j.dump(2) << "\n";
+  }
+  return 0;
+}

@@ -1,0 +1,42 @@
+// Paged decode attention: one query token per sequence over its whole cached context, GQA-aware.
+// The context is split into chunks of tiles (16 tokens each); each warp streams the K and V tiles of one
+// (sequence, KV head, chunk) through shared memory with cp.async, computes all query heads of the group on
+// tensor cores, and writes a partial softmax result; a second kernel merges the chunks.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace nf::kernels {
+
+struct decode_attention_args {
+  const __nv_bfloat16* q = nullptr;         // [num_seqs, num_q_heads, head_dim]
+  const __nv_bfloat16* kv_cache = nullptr;  // [num_blocks, 2, num_kv_heads, block_size, head_dim]
+  const int32_t* block_tables = nullptr;    // [num_seqs, max_blocks_per_seq]
+  const int32_t* context_lens = nullptr;    // [num_seqs], each in [0, max_context_len]
+  __nv_bfloat16* out = nullptr;             // [num_seqs, num_q_heads, head_dim]
+  float* workspace = nullptr;               // [decode_attention_workspace_bytes(...) / 4]
+  size_t workspace_bytes = 0;
+  int num_seqs = 0;
+  int num_q_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;    // 64 or 128
+  int block_size = 0;  // a multiple of 16
+  int max_blocks_per_seq = 0;
+  int max_context_len = 0;  // an upper bound of context_lens, known on the host
+  float scale = 0.0f;       // softmax scale, usually 1 / sqrt(head_dim)
+  int num_sms = 0;          // SM budget: the grid never exceeds it; <= 0: the whole device
+  // Shared-memory pipeline shape for head_dim 128 (warps x stages of one K and one V tile per block), for tuning
+  // benchmarks: 0: 14 x 2 (default, fastest measured), 1: 7 x 4, 2: 4 x 6, 3: 9 x 3.
+  int variant = 0;
+};
+
+// Bytes of workspace decode_attention needs for these sizes (any SM budget).
+size_t decode_attention_workspace_bytes(int num_seqs, int num_q_heads, int head_dim, int max_context_len);
+
+cudaError_t decode_attention(const decode_attention_args& args, cudaStream_t stream);
+
+}  // namespace nf::kernels

@@ -1,0 +1,35 @@
+// Paged prefill attention: causal attention of each sequence's new query tokens (the last num_queries positions
+// of its context) over the paged KV cache, which already holds this step's keys and values (cached prefix
+// included). FlashAttention-2 style on tensor cores (mma.sync bf16 m16n8k16), online softmax in fp32.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace nf::kernels {
+
+struct prefill_attention_args {
+  const __nv_bfloat16* q = nullptr;         // [num_tokens, num_q_heads, head_dim]
+  const __nv_bfloat16* kv_cache = nullptr;  // [num_blocks, 2, num_kv_heads, block_size, head_dim]
+  const int32_t* block_tables = nullptr;    // [num_seqs, max_blocks_per_seq]
+  const int32_t* query_starts = nullptr;    // [num_seqs]: first row of the sequence's queries in q and out
+  const int32_t* num_queries = nullptr;     // [num_seqs], each in [0, min(max_num_queries, context_len)]
+  const int32_t* context_lens = nullptr;    // [num_seqs]: cached prefix + new tokens
+  __nv_bfloat16* out = nullptr;             // [num_tokens, num_q_heads, head_dim]
+  int num_seqs = 0;
+  int num_q_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;  // 64 or 128
+  int block_size = 0;
+  int max_blocks_per_seq = 0;
+  int max_num_queries = 0;  // an upper bound of num_queries, known on the host
+  float scale = 0.0f;
+  int num_sms = 0;  // SM budget: the grid never exceeds one block (two for variant 1) per budgeted SM; <= 0: all
+  int variant = 0;  // query tile, for tuning benchmarks: 0: 8 warps x 16 rows (default), 1: 4 warps x 16 rows
+};
+
+cudaError_t prefill_attention(const prefill_attention_args& args, cudaStream_t stream);
+
+}  // namespace nf::kernels

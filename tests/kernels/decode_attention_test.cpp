@@ -1,0 +1,100 @@
+// Paged decode attention against ref::paged_attention (one query per sequence): GQA groups 1 to 12, head_dim
+// 64 and 128, block sizes 16 and 32, contexts of 1 token to several chunks, full and small SM budgets.
+#include <tuple>
+
+#include "kernels/cuda/decode_attention.h"
+#include "kernels/cuda_test_utils.h"
+#include "kernels/paged_kv_fixture.h"
+
+namespace nf {
+namespace {
+
+using test::bf16;
+using test::device_buffer;
+
+// num_q_heads, num_kv_heads, head_dim, block_size, num_sms
+class decode_attention_test : public ::testing::TestWithParam<std::tuple<int, int, int, int, int>> {};
+
+TEST_P(decode_attention_test, matches_reference) {
+  NF_SKIP_WITHOUT_GPU();
+  const auto [num_q_heads, num_kv_heads, head_dim, block_size, num_sms] = GetParam();
+  std::mt19937 rng(num_q_heads * 1000 + num_kv_heads * 10 + head_dim + block_size + num_sms);
+  const std::vector<int> lens = {1, 15, 16, 17, 33, 250, 1000, 2500, 4099};
+  test::paged_kv_fixture kv({num_kv_heads, head_dim, block_size}, lens, rng);
+  const int num_seqs = static_cast<int>(lens.size());
+  const auto q = test::random_bf16_values(static_cast<size_t>(num_seqs) * num_q_heads * head_dim, rng, 2.0f);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+
+  std::vector<ref::attention_sequence> seqs;
+  for (int s = 0; s < num_seqs; ++s) seqs.push_back({s, 1, lens[s], kv.table(s)});
+  std::vector<float> ref(q.size());
+  ref::paged_attention(q.data(), kv.cache.data(), seqs, num_q_heads, kv.layout, scale, ref.data());
+
+  device_buffer<bf16> d_q(test::to_bf16(q)), d_cache(test::to_bf16(kv.cache)), d_out(q.size());
+  device_buffer<int32_t> d_tables(kv.block_tables), d_lens(std::vector<int32_t>(lens.begin(), lens.end()));
+  const size_t workspace_bytes =
+      kernels::decode_attention_workspace_bytes(num_seqs, num_q_heads, head_dim, kv.max_context_len());
+  device_buffer<float> d_workspace(workspace_bytes / sizeof(float));
+  kernels::decode_attention_args args;
+  args.q = d_q.get();
+  args.kv_cache = d_cache.get();
+  args.block_tables = d_tables.get();
+  args.context_lens = d_lens.get();
+  args.out = d_out.get();
+  args.workspace = d_workspace.get();
+  args.workspace_bytes = workspace_bytes;
+  args.num_seqs = num_seqs;
+  args.num_q_heads = num_q_heads;
+  args.num_kv_heads = num_kv_heads;
+  args.head_dim = head_dim;
+  args.block_size = block_size;
+  args.max_blocks_per_seq = kv.max_blocks_per_seq;
+  args.max_context_len = kv.max_context_len();
+  args.scale = scale;
+  args.num_sms = num_sms;
+  // Every pipeline shape that head_dim 128 offers.
+  for (int variant = 0; variant < (head_dim == 128 ? 4 : 1); ++variant) {
+    args.variant = variant;
+    d_out.poison();
+    d_workspace.poison();
+    NF_CUDA_OK(kernels::decode_attention(args, nullptr));
+    NF_CUDA_OK(cudaDeviceSynchronize());
+    const auto out = test::to_float(d_out.download());
+    EXPECT_EQ(test::count_non_finite(out), 0u) << "variant " << variant;
+    EXPECT_LT(test::relative_error(out, ref), test::bf16_tolerance) << "variant " << variant;
+    // Each sequence on its own, so a short one cannot hide behind the long ones.
+    const size_t row = static_cast<size_t>(num_q_heads) * head_dim;
+    for (int s = 0; s < num_seqs; ++s) {
+      const std::vector<float> o(out.begin() + s * row, out.begin() + (s + 1) * row);
+      const std::vector<float> r(ref.begin() + s * row, ref.begin() + (s + 1) * row);
+      EXPECT_LT(test::relative_error(o, r), test::bf16_tolerance) << "context " << lens[s] << ", variant " << variant;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(shapes, decode_attention_test,
+                         ::testing::Values(std::make_tuple(32, 8, 128, 16, 0), std::make_tuple(32, 8, 128, 16, 3),
+                                           std::make_tuple(8, 8, 64, 16, 0), std::make_tuple(32, 4, 128, 32, 0),
+                                           std::make_tuple(24, 2, 128, 16, 5), std::make_tuple(7, 1, 64, 16, 0),
+                                           std::make_tuple(12, 4, 64, 32, 1)));
+
+TEST(decode_attention, rejects_unsupported_shapes) {
+  NF_SKIP_WITHOUT_GPU();
+  kernels::decode_attention_args args;
+  args.num_seqs = 1;
+  args.num_q_heads = 6;
+  args.num_kv_heads = 4;  // not a divisor
+  args.head_dim = 128;
+  args.block_size = 16;
+  args.max_blocks_per_seq = 1;
+  EXPECT_EQ(kernels::decode_attention(args, nullptr), cudaErrorInvalidValue);
+  args.num_kv_heads = 2;
+  args.head_dim = 96;
+  EXPECT_EQ(kernels::decode_attention(args, nullptr), cudaErrorInvalidValue);
+  args.head_dim = 128;
+  args.block_size = 8;
+  EXPECT_EQ(kernels::decode_attention(args, nullptr), cudaErrorInvalidValue);
+}
+
+}  // namespace
+}  // namespace nf
