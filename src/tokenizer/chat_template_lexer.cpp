@@ -49,6 +49,7 @@ class lexer {
       std::string_view text = src_.substr(pos_, open - pos_);
       if (open == src_.size()) {
         emit_text(text, false, line_);
+        line_ += count_lines(text);
         break;
       }
       char kind = src_[open + 1];  // '{', '%' or '#'
