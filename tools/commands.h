@@ -11,5 +11,6 @@ namespace nf::cli {
 using command_action = std::function<int()>;
 
 command_action add_generate_command(CLI::App& app);
+command_action add_serve_command(CLI::App& app);
 
 }  // namespace nf::cli

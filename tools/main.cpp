@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   CLI::App app{"nanoflow: LLM serving engine after NanoFlow (OSDI 2025)"};
   app.require_subcommand(1);
   nf::cli::command_action generate = nf::cli::add_generate_command(app);
+  nf::cli::command_action serve = nf::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -17,6 +18,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (app.got_subcommand("generate")) return generate();
+    if (app.got_subcommand("serve")) return serve();
   } catch (const nf::error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
