@@ -6,6 +6,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libsentencepiece-dev sentencepiece libpcre2-dev libopenblas-dev
   libgtest-dev libgmock-dev libicu-dev
+  libcpp-httplib-dev curl
 )
 missing=()
 for p in "${packages[@]}"; do
