@@ -90,7 +90,10 @@ class text_output {
   }
   void emit_all() {
     if (print_ && text_.size() > printed_) std::fwrite(text_.data() + printed_, 1, text_.size() - printed_, stdout);
-    if (print_) std::fputc('\n', stdout);
+    if (print_) {
+      std::fputc('\n', stdout);
+      std::fflush(stdout);
+    }
     printed_ = text_.size();
   }
 
