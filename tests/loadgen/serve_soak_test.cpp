@@ -25,7 +25,7 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 
 constexpr int num_threads = 24;
-constexpr int requests_per_thread = 12;
+constexpr int requests_per_thread = 8;
 
 struct soak_client {
   int port;
@@ -60,7 +60,7 @@ struct soak_client {
 
   // A streamed request read to the end (or, with hang_up_after > 0, dropped after that many events).
   void streamed(bool chat, int hang_up_after) {
-    const int max_tokens = hang_up_after > 0 ? 64 : 1 + static_cast<int>(rng() % 12);
+    const int max_tokens = hang_up_after > 0 ? 32 : 1 + static_cast<int>(rng() % 12);
     json body = completion_body(chat, max_tokens);
     body["stream"] = true;
     body["stream_options"] = {{"include_usage", true}};
