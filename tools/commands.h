@@ -13,6 +13,7 @@ using command_action = std::function<int()>;
 command_action add_generate_command(CLI::App& app);
 // Registers under the `bench` subcommand.
 command_action add_bench_throughput_command(CLI::App& bench);
+command_action add_bench_serve_command(CLI::App& bench);
 command_action add_serve_command(CLI::App& app);
 
 }  // namespace nf::cli

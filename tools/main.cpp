@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   const std::vector<registered_command> commands = {
       {&app, "generate", nf::cli::add_generate_command(app)},
       {bench, "throughput", nf::cli::add_bench_throughput_command(*bench)},
+      {bench, "serve", nf::cli::add_bench_serve_command(*bench)},
       {&app, "serve", nf::cli::add_serve_command(app)},
   };
   try {
