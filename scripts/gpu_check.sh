@@ -6,8 +6,9 @@
 #   3. the kernel benchmarks;
 #   4. `nanoflow bench throughput` on the CUDA backend, Llama-3-8B dummy weights: fixed 1024/512 and three traces.
 # Logs and JSON go to OUT_DIR; a short summary is printed last. Every stage is bounded in time so the whole
-# check ends within about 10 minutes on an H200; NUM_PROMPTS (default 400; the full runs use 2000) and
-# BENCH_TIMEOUT (seconds per benchmark, default 100) shrink or grow the throughput runs; SKIP_THROUGHPUT=1 skips them.
+# check ends within about 10 minutes on an H200; NUM_PROMPTS (default 500; the full runs use 2000) and
+# BENCH_TIMEOUT (seconds per benchmark, default 100) shrink or grow the throughput runs; SKIP_THROUGHPUT=1 and
+# SKIP_KERNEL_BENCH=1 skip stages 4 and 3.
 # Usage: scripts/gpu_check.sh OUT_DIR [BUNDLE_DIR]
 #   BUNDLE_DIR holds bin/tests, bin/bench, bin/nanoflow and lib as made by scripts/bundle_libs.sh; by default the
 #   folder above this script when it has bin/, else a fresh bundle of ./build.
@@ -28,7 +29,7 @@ mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export NANOFLOW_SOURCE_DIR="$(pwd)"  # test data are read from the working tree, not the build machine's
-num_prompts=${NUM_PROMPTS:-400}
+num_prompts=${NUM_PROMPTS:-500}
 bench_timeout=${BENCH_TIMEOUT:-100}
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > "$out/device.txt" 2>&1 || true
@@ -56,7 +57,7 @@ done
 
 # 2. realistic shapes: references made by transformers here, then the test that reads them
 if [ -x "$bundle/bin/tests/test_cuda_backend" ]; then
-  refs="$out/realistic_refs"
+  refs="${REFS_DIR:-$out/realistic_refs}"  # several GB while the test runs
   rm -rf "$refs"
   mkdir -p "$refs"
   script="$here/reference/make_realistic_refs.py"
@@ -75,7 +76,7 @@ fi
 
 # 3. kernel benchmarks
 for b in "$bundle"/bin/bench/*; do
-  [ -x "$b" ] || continue
+  [ -x "$b" ] && [ "${SKIP_KERNEL_BENCH:-0}" != 1 ] || continue
   name=$(basename "$b")
   timeout 150 "$b" --json "$out/$name.json" > "$out/$name.log" 2>&1
   rc=$?
