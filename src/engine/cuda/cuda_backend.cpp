@@ -50,8 +50,6 @@ struct cuda_backend::step_metadata {
 
 namespace {
 
-#define NF_KERNEL(expr) NF_CUDA_CHECK(expr)
-
 // Appends arrays to a byte buffer at 16-byte alignment; returns their offsets.
 class metadata_builder {
  public:
@@ -120,7 +118,7 @@ cuda_backend::cuda_backend(const model_config& config, const cuda::weight_source
            double(num_kv_blocks_) * block_bytes / double(1 << 30), double(free_bytes) / double(1 << 30));
   } else {
     num_kv_blocks_ = budget > 0 ? static_cast<int>(std::min(budget / double(block_bytes), double(INT32_MAX / options.block_size))) : 0;
-    if (num_kv_blocks_ < blocks_for(c.max_position_embeddings, options.block_size) && num_kv_blocks_ < 1)
+    if (num_kv_blocks_ < 1)
       fail("no device memory is left for the KV cache with --gpu-memory-utilization {} (weights take {:.2f} GiB)",
            options.gpu_memory_utilization, weights_.storage.bytes() / double(1 << 30));
   }
@@ -174,7 +172,7 @@ void cuda_backend::attention(const model_batch& batch, const step_metadata& m, b
   const int n = batch.num_tokens();
   if (!tuned_attention_) {
     profiler_.begin(step_op::prefill_attention);
-    NF_KERNEL(cuda::generic_paged_attention(q_.as<bf16>(), kv_layer, m.generic_block_tables, m.row_sequence,
+    NF_CUDA_CHECK(cuda::generic_paged_attention(q_.as<bf16>(), kv_layer, m.generic_block_tables, m.row_sequence,
                                             m.row_num_keys, attention_out_.as<bf16>(), n, c.num_q_heads,
                                             c.num_kv_heads, c.head_dim, options_.block_size, m.generic_max_blocks,
                                             scale, stream_));
@@ -199,7 +197,7 @@ void cuda_backend::attention(const model_batch& batch, const step_metadata& m, b
     a.max_context_len = m.decode_max_context;
     a.scale = scale;
     profiler_.begin(step_op::decode_attention);
-    NF_KERNEL(kernels::decode_attention(a, stream_));
+    NF_CUDA_CHECK(kernels::decode_attention(a, stream_));
     profiler_.end();
   }
   if (m.num_prefills > 0) {
@@ -220,7 +218,7 @@ void cuda_backend::attention(const model_batch& batch, const step_metadata& m, b
     a.max_num_queries = m.prefill_max_queries;
     a.scale = scale;
     profiler_.begin(step_op::prefill_attention);
-    NF_KERNEL(kernels::prefill_attention(a, stream_));
+    NF_CUDA_CHECK(kernels::prefill_attention(a, stream_));
     profiler_.end();
   }
 }
@@ -321,20 +319,20 @@ void cuda_backend::run(const model_batch& batch) {
   const size_t layer_elements = size_t(num_kv_blocks_) * 2 * c.num_kv_heads * bs * c.head_dim;
 
   profiler_.begin(step_op::embedding);
-  NF_KERNEL(kernels::embedding(m.token_ids, weights_.embed, residual, n, hidden, 0, stream_));
+  NF_CUDA_CHECK(kernels::embedding(m.token_ids, weights_.embed, residual, n, hidden, 0, stream_));
   profiler_.end();
   for (int l = 0; l < c.num_layers; ++l) {
     const cuda::device_layer_weights& w = weights_.layers[l];
     bf16* kv_layer = kv_cache_.as<bf16>() + l * layer_elements;
     profiler_.begin(step_op::norms);
-    if (l == 0) NF_KERNEL(kernels::rmsnorm(residual, w.input_norm, normed, n, hidden, eps, 0, stream_));
-    else NF_KERNEL(kernels::add_rmsnorm(residual, projected, w.input_norm, normed, n, hidden, eps, 0, stream_));
+    if (l == 0) NF_CUDA_CHECK(kernels::rmsnorm(residual, w.input_norm, normed, n, hidden, eps, 0, stream_));
+    else NF_CUDA_CHECK(kernels::add_rmsnorm(residual, projected, w.input_norm, normed, n, hidden, eps, 0, stream_));
     profiler_.end();
     profiler_.begin(step_op::qkv_gemm);
-    NF_KERNEL(gemm_.run(normed, w.qkv, w.qkv_bias, qkv, n, c.qkv_size(), hidden, 0, stream_));
+    NF_CUDA_CHECK(gemm_.run(normed, w.qkv, w.qkv_bias, qkv, n, c.qkv_size(), hidden, 0, stream_));
     profiler_.end();
     profiler_.begin(step_op::rope_kv_append);
-    NF_KERNEL(kernels::rope_kv_append(qkv, qkv + c.q_size(), qkv + c.q_size() + c.kv_size(), c.qkv_size(), m.positions,
+    NF_CUDA_CHECK(kernels::rope_kv_append(qkv, qkv + c.q_size(), qkv + c.q_size() + c.kv_size(), c.qkv_size(), m.positions,
                                       m.slots, inv_freq_.as<float>(), n, c.num_q_heads, c.num_kv_heads, c.head_dim, bs,
                                       kv_layer, 0, stream_));
     profiler_.end();
@@ -344,31 +342,31 @@ void cuda_backend::run(const model_batch& batch) {
     profiler_.end();
     attention(batch, m, kv_layer);
     profiler_.begin(step_op::o_gemm);
-    NF_KERNEL(gemm_.run(attention_out_.as<bf16>(), w.o, w.o_bias, projected, n, hidden, c.q_size(), 0, stream_));
+    NF_CUDA_CHECK(gemm_.run(attention_out_.as<bf16>(), w.o, w.o_bias, projected, n, hidden, c.q_size(), 0, stream_));
     profiler_.end();
     profiler_.begin(step_op::norms);
-    NF_KERNEL(kernels::add_rmsnorm(residual, projected, w.post_attention_norm, normed, n, hidden, eps, 0, stream_));
+    NF_CUDA_CHECK(kernels::add_rmsnorm(residual, projected, w.post_attention_norm, normed, n, hidden, eps, 0, stream_));
     profiler_.end();
     profiler_.begin(step_op::gate_up_gemm);
-    NF_KERNEL(gemm_.run(normed, w.gate_up, w.gate_up_bias, gate_up_.as<bf16>(), n, 2 * inter, hidden, 0, stream_));
+    NF_CUDA_CHECK(gemm_.run(normed, w.gate_up, w.gate_up_bias, gate_up_.as<bf16>(), n, 2 * inter, hidden, 0, stream_));
     profiler_.end();
     profiler_.begin(step_op::activation);
-    if (tuned_activation_) NF_KERNEL(kernels::silu_and_mul(gate_up_.as<bf16>(), activated_.as<bf16>(), n, inter, 0, stream_));
-    else NF_KERNEL(cuda::generic_silu_and_mul(gate_up_.as<bf16>(), activated_.as<bf16>(), n, inter, stream_));
+    if (tuned_activation_) NF_CUDA_CHECK(kernels::silu_and_mul(gate_up_.as<bf16>(), activated_.as<bf16>(), n, inter, 0, stream_));
+    else NF_CUDA_CHECK(cuda::generic_silu_and_mul(gate_up_.as<bf16>(), activated_.as<bf16>(), n, inter, stream_));
     profiler_.end();
     profiler_.begin(step_op::down_gemm);
-    NF_KERNEL(gemm_.run(activated_.as<bf16>(), w.down, w.down_bias, projected, n, hidden, inter, 0, stream_));
+    NF_CUDA_CHECK(gemm_.run(activated_.as<bf16>(), w.down, w.down_bias, projected, n, hidden, inter, 0, stream_));
     profiler_.end();
   }
 
   // Only the rows that are sampled go through the final norm and the LM head (a row gather is an embedding lookup).
   profiler_.begin(step_op::lm_head);
   if (num_sampled > 0) {
-    NF_KERNEL(kernels::embedding(m.logit_rows, residual, sampled_residual_.as<bf16>(), num_sampled, hidden, 0, stream_));
-    NF_KERNEL(kernels::embedding(m.logit_rows, projected, sampled_delta_.as<bf16>(), num_sampled, hidden, 0, stream_));
-    NF_KERNEL(kernels::add_rmsnorm(sampled_residual_.as<bf16>(), sampled_delta_.as<bf16>(), weights_.final_norm,
+    NF_CUDA_CHECK(kernels::embedding(m.logit_rows, residual, sampled_residual_.as<bf16>(), num_sampled, hidden, 0, stream_));
+    NF_CUDA_CHECK(kernels::embedding(m.logit_rows, projected, sampled_delta_.as<bf16>(), num_sampled, hidden, 0, stream_));
+    NF_CUDA_CHECK(kernels::add_rmsnorm(sampled_residual_.as<bf16>(), sampled_delta_.as<bf16>(), weights_.final_norm,
                                    sampled_normed_.as<bf16>(), num_sampled, hidden, eps, 0, stream_));
-    NF_KERNEL(gemm_.run(sampled_normed_.as<bf16>(), weights_.lm_head, nullptr, logits_.as<bf16>(), num_sampled,
+    NF_CUDA_CHECK(gemm_.run(sampled_normed_.as<bf16>(), weights_.lm_head, nullptr, logits_.as<bf16>(), num_sampled,
                         c.vocab_size, hidden, 0, stream_));
   }
   profiler_.end();
@@ -401,7 +399,7 @@ void cuda_backend::forward_argmax(const model_batch& batch, std::vector<int32_t>
   const int num_sampled = static_cast<int>(batch.logit_rows.size());
   host_out_.reserve(std::max<size_t>(num_sampled * sizeof(int32_t), 16));
   profiler_.begin(step_op::sampling);
-  NF_KERNEL(cuda::argmax_rows(logits_.as<bf16>(), token_ids_.as<int32_t>(), num_sampled, config_.vocab_size, stream_));
+  NF_CUDA_CHECK(cuda::argmax_rows(logits_.as<bf16>(), token_ids_.as<int32_t>(), num_sampled, config_.vocab_size, stream_));
   NF_CUDA_CHECK(cudaMemcpyAsync(host_out_.as<void>(), token_ids_.as<void>(), num_sampled * sizeof(int32_t),
                                 cudaMemcpyDeviceToHost, stream_));
   profiler_.end();
@@ -420,11 +418,11 @@ double cuda_backend::measure_gemm_flops(int num_tokens) {
   cudaEvent_t start, stop;
   NF_CUDA_CHECK(cudaEventCreate(&start));
   NF_CUDA_CHECK(cudaEventCreate(&stop));
-  for (int i = 0; i < 3; ++i) NF_KERNEL(gemm_.run(x.as<bf16>(), w.as<bf16>(), nullptr, y.as<bf16>(), m, n, k, 0, stream_));
+  for (int i = 0; i < 3; ++i) NF_CUDA_CHECK(gemm_.run(x.as<bf16>(), w.as<bf16>(), nullptr, y.as<bf16>(), m, n, k, 0, stream_));
   std::vector<float> times;
   for (int i = 0; i < 15; ++i) {
     NF_CUDA_CHECK(cudaEventRecord(start, stream_));
-    NF_KERNEL(gemm_.run(x.as<bf16>(), w.as<bf16>(), nullptr, y.as<bf16>(), m, n, k, 0, stream_));
+    NF_CUDA_CHECK(gemm_.run(x.as<bf16>(), w.as<bf16>(), nullptr, y.as<bf16>(), m, n, k, 0, stream_));
     NF_CUDA_CHECK(cudaEventRecord(stop, stream_));
     NF_CUDA_CHECK(cudaEventSynchronize(stop));
     float ms = 0.0f;
