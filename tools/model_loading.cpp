@@ -8,6 +8,9 @@
 
 #include "core/error.h"
 #include "engine/cpu_backend.h"
+#if NANOFLOW_HAS_CUDA_BACKEND
+#include "engine/cuda/cuda_backend.h"
+#endif
 #include "model/weights.h"
 
 namespace nf::cli {
@@ -17,7 +20,16 @@ void model_options::add_to(CLI::App& command) {
       ->required();
   command.add_option("--load-format", load_format, "auto: read the safetensors weights; dummy: random weights")
       ->check(CLI::IsMember({"auto", "safetensors", "dummy"}));
-  command.add_option("--backend", backend, "where the model runs")->check(CLI::IsMember({"cpu"}));
+#if NANOFLOW_HAS_CUDA_BACKEND
+  command.add_option("--backend", backend, "where the model runs")->check(CLI::IsMember({"cpu", "cuda"}));
+  command.add_option("--gpu-memory-utilization", gpu_memory_utilization,
+                     "cuda: share of device memory for weights, activations and the KV cache")
+      ->check(CLI::Range(0.01, 1.0));
+  command.add_flag("--profile-ops", profile_ops, "cuda: time every op with events; print a per-op table at exit");
+#else
+  command.add_option("--backend", backend, "where the model runs (this build has no CUDA)")
+      ->check(CLI::IsMember({"cpu"}));
+#endif
   command.add_option("--block-size", block_size, "tokens per KV-cache block")->check(CLI::Range(1, 1024));
   command.add_option("--kv-cache-tokens", kv_cache_tokens, "KV-cache capacity in tokens (0: backend default)")
       ->check(CLI::NonNegativeNumber);
@@ -27,6 +39,28 @@ void model_options::add_to(CLI::App& command) {
 std::unique_ptr<backend> load_backend(const model_options& options) {
   const auto start = std::chrono::steady_clock::now();
   const model_config config = load_model_config(options.model_dir);
+#if NANOFLOW_HAS_CUDA_BACKEND
+  if (options.backend == "cuda") {
+    cuda_backend_options cuda_options;
+    cuda_options.block_size = options.block_size;
+    cuda_options.kv_cache_tokens = options.kv_cache_tokens;
+    cuda_options.gpu_memory_utilization = options.gpu_memory_utilization;
+    cuda_options.profile_ops = options.profile_ops;
+    cuda::weight_source source;
+    source.dummy = options.load_format == "dummy";
+    source.dummy_seed = options.dummy_seed;
+    if (!source.dummy) source.model_dir = options.model_dir;
+    auto result = std::make_unique<cuda_backend>(config, source, cuda_options);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::fprintf(stderr, "model: %s (%s weights, %.2f GiB in bf16, cuda backend, loaded in %.2f s)\n",
+                 describe(config).c_str(), source.dummy ? "dummy" : "checkpoint",
+                 result->weight_bytes() / double(1 << 30), seconds);
+    std::fprintf(stderr, "KV cache: %d blocks = %lld tokens (%.2f GiB)\n", result->num_kv_blocks(),
+                 static_cast<long long>(result->num_kv_blocks()) * options.block_size,
+                 result->kv_cache_bytes() / double(1 << 30));
+    return result;
+  }
+#endif
   model_weights weights =
       options.load_format == "dummy" ? dummy_weights(config, options.dummy_seed) : load_weights(options.model_dir, config);
   const int64_t bytes_per_token = 2LL * config.num_layers * config.kv_size() * sizeof(float);

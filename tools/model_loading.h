@@ -20,6 +20,8 @@ struct model_options {
   int block_size = 16;
   int64_t kv_cache_tokens = 0;  // 0: the backend's default (CPU: 64k tokens within 2 GiB, at least one context)
   uint64_t dummy_seed = 0;
+  double gpu_memory_utilization = 0.90;  // cuda: share of device memory for weights, activations and KV cache
+  bool profile_ops = false;              // cuda: per-op timing table of a representative step on exit
 
   void add_to(CLI::App& command);
 };

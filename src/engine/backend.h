@@ -1,6 +1,8 @@
 // What the engine needs from a device: run a batch over the paged KV cache and return logits.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,18 @@ class backend {
   virtual int num_kv_blocks() const = 0;
   // Runs every layer for the batch and writes logits of its logit_rows: [num_sampled, vocab_size].
   virtual void forward(const model_batch& batch, std::vector<float>& logits) = 0;
+  // Greedy decoding: the highest-logit token of each logit row (the lowest id among equal logits), exactly
+  // the argmax of forward()'s logits. Devices override it to pick on the device and return only the ids.
+  virtual void forward_argmax(const model_batch& batch, std::vector<int32_t>& token_ids) {
+    std::vector<float> logits;
+    forward(batch, logits);
+    const size_t vocab = static_cast<size_t>(config().vocab_size);
+    token_ids.resize(batch.logit_rows.size());
+    for (size_t i = 0; i < token_ids.size(); ++i) {
+      const auto row = logits.begin() + static_cast<std::ptrdiff_t>(i * vocab);
+      token_ids[i] = static_cast<int32_t>(std::max_element(row, row + static_cast<std::ptrdiff_t>(vocab)) - row);
+    }
+  }
   // Dense GEMM rate of this backend at the given batch shape, in FLOP/s, measured now (the compute ceiling).
   virtual double measure_gemm_flops(int num_tokens) = 0;
 };

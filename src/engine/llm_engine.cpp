@@ -22,6 +22,13 @@ scheduler_config complete_config(scheduler_config config, const backend& model) 
   return config;
 }
 
+// True when the sampler would return the plain argmax of the logits: greedy, no penalties, no logprobs, no
+// min_tokens masking at this position.
+bool plain_greedy(const sampling_params& p, size_t num_outputs) {
+  return p.greedy() && p.logprobs < 0 && p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f &&
+         p.frequency_penalty == 0.0f && static_cast<int64_t>(num_outputs) >= p.min_tokens;
+}
+
 }  // namespace
 
 llm_engine::llm_engine(std::unique_ptr<backend> model, const engine_options& options)
@@ -101,11 +108,24 @@ void llm_engine::apply_plan_bookkeeping(const step_plan& plan) {
 }
 
 void llm_engine::execute(const step_plan& plan, planned_batch& planned, step_result& result) {
-  model_->forward(planned.batch, logits_);
-  const int vocab = config().vocab_size;
   const size_t num_logits = planned.logit_entries.size();
   result.tokens.resize(num_logits);
   result.samples.resize(num_logits);
+  const bool all_greedy = std::all_of(planned.logit_entries.begin(), planned.logit_entries.end(), [&](int32_t entry) {
+    const sequence_state& state = sequences_.at(plan.requests[entry].id);
+    return plain_greedy(state.params, state.outputs.size());
+  });
+  if (all_greedy) {
+    // Only token ids cross back from the device.
+    model_->forward_argmax(planned.batch, result.tokens);
+    for (size_t j = 0; j < num_logits; ++j) {
+      result.samples[j].token_id = result.tokens[j];
+      sequences_.at(plan.requests[planned.logit_entries[j]].id).outputs.push_back(result.tokens[j]);
+    }
+    return;
+  }
+  model_->forward(planned.batch, logits_);
+  const int vocab = config().vocab_size;
   for (size_t j = 0; j < num_logits; ++j) {
     const scheduled_request& entry = plan.requests[planned.logit_entries[j]];
     sequence_state& state = sequences_.at(entry.id);

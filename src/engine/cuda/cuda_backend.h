@@ -1,0 +1,82 @@
+// The CUDA backend: the same forward pass as the CPU reference backend, in bf16 on one GPU with the kernels
+// of kernels/cuda (cuBLASLt GEMMs, fused RoPE + paged KV write, paged decode and prefill attention) and a
+// paged KV cache sized from the memory left after weights and activations. Greedy sampling runs on the device.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/cuda/device_weights.h"
+#include "engine/cuda/step_profiler.h"
+#include "kernels/cuda/gemm.h"
+
+namespace nf {
+
+struct cuda_backend_options {
+  int block_size = 16;
+  int64_t kv_cache_tokens = 0;          // 0: every block that fits in gpu_memory_utilization
+  double gpu_memory_utilization = 0.90;  // share of the device's memory the backend may use in all
+  int max_num_tokens = 8192;            // batch rows the activation buffers hold from the start (they grow past it)
+  bool profile_ops = false;             // CUDA events around every op; a per-op table on stderr at the end
+  bool show_progress = true;            // progress bar of the weight upload when stderr is a terminal
+};
+
+class cuda_backend final : public backend {
+ public:
+  cuda_backend(const model_config& config, const cuda::weight_source& weights, const cuda_backend_options& options);
+  ~cuda_backend() override;
+  cuda_backend(const cuda_backend&) = delete;
+  cuda_backend& operator=(const cuda_backend&) = delete;
+
+  const model_config& config() const override { return config_; }
+  std::string name() const override { return "cuda"; }
+  int block_size() const override { return options_.block_size; }
+  int num_kv_blocks() const override { return num_kv_blocks_; }
+  void forward(const model_batch& batch, std::vector<float>& logits) override;
+  void forward_argmax(const model_batch& batch, std::vector<int32_t>& token_ids) override;
+  double measure_gemm_flops(int num_tokens) override;
+
+  size_t weight_bytes() const { return weights_.storage.bytes(); }
+  size_t kv_cache_bytes() const { return kv_cache_.bytes(); }
+
+ private:
+  struct step_metadata;  // device pointers into the step's metadata block
+  void check_batch(const model_batch& batch) const;
+  void reserve_activations(int num_rows, int num_sampled);
+  // Runs every layer and the LM head; leaves bf16 logits of the logit rows in logits_.
+  void run(const model_batch& batch);
+  void attention(const model_batch& batch, const step_metadata& meta, __nv_bfloat16* kv_layer);
+  void finish_step(const model_batch& batch);
+
+  model_config config_;
+  cuda_backend_options options_;
+  bool tuned_attention_ = false;  // head_dim and block size fit the tensor-core kernels
+  bool tuned_activation_ = false;
+  cudaStream_t stream_ = nullptr;
+  kernels::gemm_runner gemm_;
+  cuda::device_weights weights_;
+  cuda::memory_block inv_freq_;         // [head_dim / 2] float
+  cuda::memory_block kv_cache_;         // [num_layers, num_kv_blocks, 2, num_kv_heads, block_size, head_dim] bf16
+  int num_kv_blocks_ = 0;
+  // Activations, [rows, width] bf16 each; rows grow with the largest batch.
+  cuda::memory_block residual_, normed_, projected_;  // [rows, hidden]
+  cuda::memory_block qkv_;                            // [rows, q_size + 2 * kv_size]
+  cuda::memory_block q_, attention_out_;              // [rows, num_q_heads, head_dim]
+  cuda::memory_block gate_up_;                        // [rows, 2 * intermediate]
+  cuda::memory_block activated_;                      // [rows, intermediate]
+  cuda::memory_block sampled_residual_, sampled_delta_, sampled_normed_;  // [num_sampled, hidden]
+  cuda::memory_block logits_;                         // [num_sampled, vocab] bf16
+  cuda::memory_block token_ids_;                      // [num_sampled] int32
+  cuda::memory_block decode_workspace_;               // decode_attention's split-KV partials
+  cuda::memory_block metadata_;                       // the step's metadata on the device
+  cuda::memory_block metadata_staging_{true};         // the same, pinned on the host
+  cuda::memory_block host_out_{true};                 // pinned: logits (bf16) or token ids coming back
+  std::vector<std::byte> metadata_host_;              // built here, then one memcpy into the pinned staging
+  cuda::step_profiler profiler_;
+};
+
+}  // namespace nf
