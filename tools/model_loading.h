@@ -1,5 +1,5 @@
-// Options every command that loads a model shares (--model, --load-format, --seed of dummy weights, --backend),
-// and the loading itself.
+// Options every command that loads a model shares (--model, --load-format, --seed of dummy weights, --backend,
+// --schedule), and the loading itself.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -20,6 +20,7 @@ struct model_options {
   int block_size = 16;
   int64_t kv_cache_tokens = 0;  // 0: the backend's default (CPU: 64k tokens within 2 GiB, at least one context)
   uint64_t dummy_seed = 0;
+  std::string schedule = "sequential";  // pipeline spec: sequential, nanobatch, overlap, or a spec file's path
 
   void add_to(CLI::App& command);
 };
