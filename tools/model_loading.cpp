@@ -12,6 +12,7 @@
 #include "engine/cuda/cuda_backend.h"
 #endif
 #include "model/weights.h"
+#include "pipeline/pipeline_spec.h"
 
 namespace nf::cli {
 
@@ -34,13 +35,30 @@ void model_options::add_to(CLI::App& command) {
   command.add_option("--kv-cache-tokens", kv_cache_tokens, "KV-cache capacity in tokens (0: backend default)")
       ->check(CLI::NonNegativeNumber);
   command.add_option("--dummy-seed", dummy_seed, "seed of the random weights of --load-format dummy");
+  command.add_option("--schedule", schedule,
+                     "pipeline spec of a step: sequential, nanobatch, overlap (configs/pipelines), or a spec file");
 }
+
+namespace {
+
+// The named spec of configs/pipelines, or the spec file at `schedule`.
+pipeline_spec load_schedule(const std::string& schedule) {
+  if (schedule == "sequential") return sequential_spec(llama_op_graph());
+  if (schedule == "nanobatch" || schedule == "overlap")
+    return load_pipeline_spec(std::filesystem::path(NANOFLOW_CONFIG_DIR) / "pipelines" / (schedule + ".json"),
+                              llama_op_graph());
+  return load_pipeline_spec(schedule, llama_op_graph());
+}
+
+}  // namespace
 
 std::unique_ptr<backend> load_backend(const model_options& options) {
   const auto start = std::chrono::steady_clock::now();
   const model_config config = load_model_config(options.model_dir);
 #if NANOFLOW_HAS_CUDA_BACKEND
   if (options.backend == "cuda") {
+    if (options.schedule != "sequential")
+      fail("--schedule {}: the CUDA backend runs only the sequential schedule so far", options.schedule);
     cuda_backend_options cuda_options;
     cuda_options.block_size = options.block_size;
     cuda_options.kv_cache_tokens = options.kv_cache_tokens;
@@ -68,11 +86,14 @@ std::unique_ptr<backend> load_backend(const model_options& options) {
       std::max<int64_t>(config.max_position_embeddings, std::min<int64_t>(65536, (2LL << 30) / bytes_per_token));
   const int64_t tokens = options.kv_cache_tokens > 0 ? options.kv_cache_tokens : default_tokens;
   const int num_blocks = static_cast<int>((tokens + options.block_size - 1) / options.block_size);
-  auto result = std::make_unique<cpu_backend>(std::move(weights), num_blocks, options.block_size);
+  auto result =
+      std::make_unique<cpu_backend>(std::move(weights), num_blocks, options.block_size, load_schedule(options.schedule));
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::fprintf(stderr, "model: %s (%s weights, %s backend, loaded in %.2f s)\n", describe(config).c_str(),
                options.load_format == "dummy" ? "dummy" : "checkpoint", result->name().c_str(), seconds);
   std::fprintf(stderr, "KV cache: %d blocks = %d tokens\n", num_blocks, num_blocks * options.block_size);
+  std::fprintf(stderr, "schedule: %s (%zu nano-ops per layer)\n", result->spec().name.c_str(),
+               result->spec().nano_ops.size());
   return result;
 }
 

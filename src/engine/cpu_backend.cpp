@@ -1,6 +1,6 @@
-// One forward pass of a Llama-family decoder: embed, then per layer
-// norm -> QKV -> RoPE -> KV append -> paged attention -> O -> add+norm -> gate/up -> SiLU*mul -> down,
-// then the final norm and the LM head on the rows that need logits.
+// One forward pass of a Llama-family decoder: embed, then every layer's operations
+// (norm -> QKV -> RoPE + KV append -> decode / prefill attention -> O -> add+norm -> gate/up -> SiLU*mul -> down)
+// as the nano-ops of the backend's pipeline spec, then the final norm and the LM head on the rows that need logits.
 #include "engine/cpu_backend.h"
 
 #include <chrono>
@@ -8,11 +8,17 @@
 
 #include "core/error.h"
 #include "model/rope.h"
+#include "pipeline/batch_rows.h"
+#include "pipeline/cpu_executor.h"
+#include "pipeline/validator.h"
 
 namespace nf {
 
-cpu_backend::cpu_backend(model_weights weights, int num_kv_blocks, int block_size)
-    : weights_(std::move(weights)), num_kv_blocks_(num_kv_blocks) {
+cpu_backend::cpu_backend(model_weights weights, int num_kv_blocks, int block_size, pipeline_spec spec,
+                         uint64_t order_seed)
+    : weights_(std::move(weights)), num_kv_blocks_(num_kv_blocks), spec_(std::move(spec)), order_seed_(order_seed) {
+  const std::vector<std::string> problems = validate_spec(spec_, llama_op_graph());
+  if (!problems.empty()) fail("pipeline spec \"{}\": {}", spec_.name, join_problems(problems));
   const model_config& c = weights_.config;
   layout_ = {c.num_kv_heads, c.head_dim, block_size};
   inv_freq_ = rope_inverse_frequencies(c.rope, c.head_dim);
@@ -39,52 +45,21 @@ void cpu_backend::forward(const model_batch& batch, std::vector<float>& logits) 
   check_batch(batch);
   const model_config& c = weights_.config;
   const int n = batch.num_tokens();
-  const int hidden = c.hidden_size, inter = c.intermediate_size;
+  const int hidden = c.hidden_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
-  std::vector<float> residual(size_t(n) * hidden);         // [n, hidden]
-  std::vector<float> normed(size_t(n) * hidden);           // [n, hidden]
-  std::vector<float> qkv(size_t(n) * c.qkv_size());        // [n, q_size + 2 * kv_size]
-  std::vector<float> q(size_t(n) * c.q_size());            // [n, num_q_heads, head_dim]
-  std::vector<float> k(size_t(n) * c.kv_size());           // [n, num_kv_heads, head_dim]
-  std::vector<float> v(size_t(n) * c.kv_size());           // [n, num_kv_heads, head_dim]
-  std::vector<float> attention(size_t(n) * c.q_size());    // [n, num_q_heads, head_dim]
-  std::vector<float> projected(size_t(n) * hidden);        // [n, hidden]
-  std::vector<float> gate_up(size_t(n) * 2 * inter);       // [n, 2 * intermediate]
-  std::vector<float> activated(size_t(n) * inter);         // [n, intermediate]
 
-  std::vector<ref::attention_sequence> sequences;
-  for (const batch_sequence& seq : batch.sequences)
-    sequences.push_back({seq.query_start, seq.num_queries, seq.context_len, seq.block_table.data()});
-  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  const resolved_pipeline pipeline = resolve_pipeline(spec_, llama_op_graph(), rows_of_batch(batch));
+  const std::vector<std::string> gaps = check_coverage(pipeline, llama_op_graph());
+  if (!gaps.empty()) fail("pipeline spec \"{}\": {}", spec_.name, join_problems(gaps));
+  const uint64_t seed = order_seed_ == 0 ? 0 : order_seed_ + num_steps_++;
+  const std::vector<int> order = topological_order(unroll(pipeline, c.num_layers), seed);
+  NF_CHECK(!order.empty(), "the validated spec \"{}\" has a cycle", spec_.name);
 
-  ref::embedding(batch.token_ids.data(), n, hidden, weights_.embed.data(), residual.data());
-  for (int l = 0; l < c.num_layers; ++l) {
-    const layer_weights& w = weights_.layers[l];
-    if (l == 0) ref::rmsnorm(residual.data(), w.input_norm.data(), n, hidden, eps, normed.data());
-    else ref::add_rmsnorm(residual.data(), projected.data(), w.input_norm.data(), n, hidden, eps, normed.data());
-
-    ref::linear(normed.data(), w.qkv.data(), w.qkv_bias.empty() ? nullptr : w.qkv_bias.data(), n, c.qkv_size(), hidden,
-                qkv.data());
-    for (int t = 0; t < n; ++t) {
-      const float* row = qkv.data() + size_t(t) * c.qkv_size();
-      std::copy(row, row + c.q_size(), q.data() + size_t(t) * c.q_size());
-      std::copy(row + c.q_size(), row + c.q_size() + c.kv_size(), k.data() + size_t(t) * c.kv_size());
-      std::copy(row + c.q_size() + c.kv_size(), row + c.qkv_size(), v.data() + size_t(t) * c.kv_size());
-    }
-    ref::apply_rope(q.data(), batch.positions.data(), n, c.num_q_heads, c.head_dim, inv_freq_.data());
-    ref::apply_rope(k.data(), batch.positions.data(), n, c.num_kv_heads, c.head_dim, inv_freq_.data());
-    ref::kv_append(k.data(), v.data(), batch.slots.data(), n, layout_, kv_layers_[l].data());
-    ref::paged_attention(q.data(), kv_layers_[l].data(), sequences, c.num_q_heads, layout_, scale, attention.data());
-    ref::linear(attention.data(), w.o.data(), w.o_bias.empty() ? nullptr : w.o_bias.data(), n, hidden, c.q_size(),
-                projected.data());
-
-    ref::add_rmsnorm(residual.data(), projected.data(), w.post_attention_norm.data(), n, hidden, eps, normed.data());
-    ref::linear(normed.data(), w.gate_up.data(), w.gate_up_bias.empty() ? nullptr : w.gate_up_bias.data(), n, 2 * inter,
-                hidden, gate_up.data());
-    ref::silu_and_mul(gate_up.data(), n, inter, activated.data());
-    ref::linear(activated.data(), w.down.data(), w.down_bias.empty() ? nullptr : w.down_bias.data(), n, hidden, inter,
-                projected.data());
-  }
+  cpu_activations a(c, n);
+  ref::embedding(batch.token_ids.data(), n, hidden, weights_.embed.data(), a.residual.data());
+  cpu_executor(weights_, layout_, inv_freq_, kv_layers_).run_layers(pipeline, order, batch, a);
+  const std::vector<float>& residual = a.residual;    // [n, hidden]
+  const std::vector<float>& projected = a.projected;  // [n, hidden]: the last layer's output, not yet added
 
   const int num_sampled = static_cast<int>(batch.logit_rows.size());
   std::vector<float> last(size_t(num_sampled) * hidden);      // [num_sampled, hidden]
