@@ -144,5 +144,29 @@ TEST_F(serve_process, completions_equal_generate_and_bad_input_is_contained) {
   EXPECT_EQ(chat["usage"]["prompt_tokens"], 11) << chat.dump();
 }
 
+TEST_F(serve_process, official_openai_client_sees_the_engine_output) {
+  const fs::path client_dir = test::source_dir() / "tests/server/openai_node";
+  if (!fs::exists(client_dir / "node_modules/openai/package.json"))
+    GTEST_SKIP() << "openai npm package not installed in " << client_dir.string();
+  if (std::system("node --version > /dev/null 2>&1") != 0) GTEST_SKIP() << "node not found";
+  const std::string prompt = "Once upon a time";
+  const json direct = json::parse(capture(std::string(NANOFLOW_BINARY) + " generate --model " + model_dir() +
+                                          " --load-format dummy --max-tokens 12 --ignore-eos --json --prompt " +
+                                          shell_quote(prompt)));
+  const fs::path expected = fs::temp_directory_path() / ("nanoflow-openai-real-" + std::to_string(::getpid()) + ".json");
+  std::ofstream(expected) << json{{"prompt", prompt}, {"completion_text", direct["text"]}}.dump();
+  const std::string command = "node " + (client_dir / "real_engine_check.mjs").string() + " http://127.0.0.1:" +
+                              std::to_string(port_) + "/v1 " + expected.string() + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buffer{};
+  size_t count = 0;
+  while ((count = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) out.append(buffer.data(), count);
+  const int status = ::pclose(pipe);
+  fs::remove(expected);
+  std::printf("%s", out.c_str());
+  EXPECT_EQ(status, 0) << out;
+}
+
 }  // namespace
 }  // namespace nf
