@@ -41,12 +41,16 @@ void model_options::add_to(CLI::App& command) {
 
 namespace {
 
-// The named spec of configs/pipelines, or the spec file at `schedule`.
+// The named spec of configs/pipelines (under the working directory, else the source tree the binary was
+// built from), or the spec file at `schedule`.
 pipeline_spec load_schedule(const std::string& schedule) {
   if (schedule == "sequential") return sequential_spec(llama_op_graph());
-  if (schedule == "nanobatch" || schedule == "overlap")
-    return load_pipeline_spec(std::filesystem::path(NANOFLOW_CONFIG_DIR) / "pipelines" / (schedule + ".json"),
+  if (schedule == "nanobatch" || schedule == "overlap") {
+    const std::filesystem::path name = std::filesystem::path("pipelines") / (schedule + ".json");
+    const std::filesystem::path local = std::filesystem::path("configs") / name;
+    return load_pipeline_spec(std::filesystem::exists(local) ? local : std::filesystem::path(NANOFLOW_CONFIG_DIR) / name,
                               llama_op_graph());
+  }
   return load_pipeline_spec(schedule, llama_op_graph());
 }
 
