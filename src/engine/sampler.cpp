@@ -7,6 +7,7 @@
 #include <limits>
 #include <numeric>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core/error.h"
 #include "core/philox.h"
@@ -19,11 +20,10 @@ constexpr float minus_infinity = -std::numeric_limits<float>::infinity();
 void apply_penalties(std::vector<float>& logits, const sampling_context& context) {
   const sampling_params& p = *context.params;
   if (p.repetition_penalty != 1.0f) {
-    std::vector<bool> seen(logits.size(), false);
-    for (auto ids : {context.prompt_token_ids, context.output_token_ids})
-      for (int32_t id : ids) seen[id] = true;
-    for (size_t i = 0; i < logits.size(); ++i)
-      if (seen[i]) logits[i] = logits[i] > 0 ? logits[i] / p.repetition_penalty : logits[i] * p.repetition_penalty;
+    // Only the tokens seen, not the whole vocabulary: a sequence is far shorter than the vocabulary.
+    std::unordered_set<int32_t> seen(context.prompt_token_ids.begin(), context.prompt_token_ids.end());
+    seen.insert(context.output_token_ids.begin(), context.output_token_ids.end());
+    for (int32_t id : seen) logits[id] = logits[id] > 0 ? logits[id] / p.repetition_penalty : logits[id] * p.repetition_penalty;
   }
   if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
     std::unordered_map<int32_t, int> counts;

@@ -1,7 +1,6 @@
 // The `nanoflow` binary as a user runs it: generation output against the transformers references, seeded
 // sampling, and one clear error line with a non-zero exit for each kind of bad input.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
@@ -9,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "run_command.h"
 #include "test_paths.h"
 
 namespace nf {
@@ -17,21 +17,10 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-struct run_result {
-  int exit_code = -1;
-  std::string out;  // stdout and stderr together
-};
+using run_result = test::command_result;
 
 run_result run(const std::string& arguments) {
-  const std::string command = std::string(NANOFLOW_BINARY) + " " + arguments + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  run_result result;
-  std::array<char, 4096> buffer{};
-  size_t count = 0;
-  while ((count = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.out.append(buffer.data(), count);
-  const int status = ::pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
+  return test::run_command(std::string(NANOFLOW_BINARY) + " " + arguments + " 2>&1");
 }
 
 // The JSON object is the one line of output that starts with '{'.
@@ -98,7 +87,7 @@ TEST(cli, stop_token_ids_end_generation) {
 
 TEST(cli, bench_throughput_reports_consistent_numbers) {
   const std::string model = test::model_dir("llama3-gqa").string();
-  for (const std::string workload : {std::string("--input-len 40 --output-len 12"),
+  for (const std::string& workload : {std::string("--input-len 40 --output-len 12"),
                                      "--trace " + (test::source_dir() / "data/traces/lmsys.csv").string()}) {
     const run_result result = run("bench throughput --model " + model + " " + workload +
                                   " --num-prompts 24 --max-num-batched-tokens 128 --no-progress");

@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "run_command.h"
 #include "test_paths.h"
 
 namespace nf {
@@ -26,15 +27,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
-std::string capture(const std::string& command) {
-  FILE* pipe = ::popen((command + " 2>/dev/null").c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buffer{};
-  size_t count = 0;
-  while ((count = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) out.append(buffer.data(), count);
-  ::pclose(pipe);
-  return out;
-}
+std::string capture(const std::string& command) { return test::run_command(command + " 2>/dev/null").out; }
 
 std::string shell_quote(const std::string& text) {
   std::string quoted = "'";
@@ -157,15 +150,10 @@ TEST_F(serve_process, official_openai_client_sees_the_engine_output) {
   std::ofstream(expected) << json{{"prompt", prompt}, {"completion_text", direct["text"]}}.dump();
   const std::string command = "node " + (client_dir / "real_engine_check.mjs").string() + " http://127.0.0.1:" +
                               std::to_string(port_) + "/v1 " + expected.string() + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buffer{};
-  size_t count = 0;
-  while ((count = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) out.append(buffer.data(), count);
-  const int status = ::pclose(pipe);
+  const test::command_result result = test::run_command(command);
   fs::remove(expected);
-  std::printf("%s", out.c_str());
-  EXPECT_EQ(status, 0) << out;
+  std::printf("%s", result.out.c_str());
+  EXPECT_EQ(result.exit_code, 0) << result.out;
 }
 
 }  // namespace
