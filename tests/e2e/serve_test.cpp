@@ -66,8 +66,12 @@ class serve_process : public ::testing::Test {
     if (pid_ > 0) {
       ::kill(pid_, SIGTERM);
       int status = 0;
-      for (int i = 0; i < 200 && ::waitpid(pid_, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(50ms);
-      if (::waitpid(pid_, &status, WNOHANG) == 0 && !WIFEXITED(status)) {
+      bool exited = false;
+      for (int i = 0; i < 200 && !exited; ++i) {
+        exited = ::waitpid(pid_, &status, WNOHANG) == pid_;
+        if (!exited) std::this_thread::sleep_for(50ms);
+      }
+      if (!exited) {
         ::kill(pid_, SIGKILL);
         ::waitpid(pid_, &status, 0);
         ADD_FAILURE() << "the server ignored SIGTERM";
