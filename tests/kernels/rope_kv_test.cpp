@@ -64,25 +64,24 @@ TEST_P(rope_kv_test, matches_reference) {
   ref::kv_append(k_kept.data(), v_kept.data(), ref_slots.data(), static_cast<int>(ref_slots.size()), layout,
                  ref_cache.data());
 
-  device_buffer<bf16> d_qkv(test::to_bf16(qkv)), d_cache(ref_cache.size());
+  const auto qkv_bf16 = test::to_bf16(qkv);
+  device_buffer<bf16> d_qkv(qkv_bf16), d_cache(ref_cache.size()), d_q(q.size());
   device_buffer<int32_t> d_positions(positions);
   device_buffer<int64_t> d_slots(slots);
   device_buffer<float> d_inv_freq(inv_freq);
   d_cache.poison();
-  bf16* base = d_qkv.get();
+  d_q.poison();
+  const bf16* base = d_qkv.get();
   NF_CUDA_OK(kernels::rope_kv_append(base, base + num_q_heads * head_dim,
-                                     base + (num_q_heads + num_kv_heads) * head_dim, row, d_positions.get(),
+                                     base + (num_q_heads + num_kv_heads) * head_dim, row, d_q.get(), d_positions.get(),
                                      d_slots.get(), d_inv_freq.get(), num_tokens, num_q_heads, num_kv_heads, head_dim,
                                      block_size, d_cache.get(), 0, nullptr));
   NF_CUDA_OK(cudaDeviceSynchronize());
 
-  const auto qkv_out = test::to_float(d_qkv.download());
-  std::vector<float> q_out(q.size());
-  for (int t = 0; t < num_tokens; ++t)
-    std::copy(qkv_out.begin() + static_cast<size_t>(t) * row,
-              qkv_out.begin() + static_cast<size_t>(t) * row + num_q_heads * head_dim,
-              q_out.begin() + static_cast<size_t>(t) * num_q_heads * head_dim);
+  const auto q_out = test::to_float(d_q.download());
   EXPECT_LT(test::relative_error(q_out, q), test::bf16_tolerance);
+  const auto qkv_after = d_qkv.download();  // the fused input is only read
+  EXPECT_EQ(test::to_float(qkv_after), test::to_float(qkv_bf16));
 
   const auto cache = test::to_float(d_cache.download());
   std::vector<float> written, expected;

@@ -183,54 +183,13 @@ TEST(cpu_executor, three_specs_give_the_same_greedy_tokens_through_the_engine) {
 // A random spec: every op split into 1-3 nano-ops at random cuts (attention also in its own row frame, other
 // ops sometimes as decode rows + prefill rows), on 1-3 streams with random SM budgets, in a random order
 // that keeps each op within a few places of its program position. Retried until valid.
-pipeline_spec random_spec(std::mt19937_64& rng, int index) {
-  auto uniform = [&rng](int n) { return static_cast<int>(rng() % n); };
-  for (;;) {
-    json doc;
-    doc["name"] = fmt::format("random{}", index);
-    const int num_streams = 1 + uniform(3);
-    for (int s = 0; s < num_streams; ++s) doc["streams"].push_back(fmt::format("s{}", s));
-    std::vector<std::pair<double, json>> keyed;
-    for (size_t op = 0; op < llama_op_graph().ops.size(); ++op) {
-      const op_node& node = llama_op_graph().ops[op];
-      std::vector<std::pair<std::string, std::pair<double, double>>> pieces;  // frame, range
-      std::string frame = "range";
-      if (node.rows != row_class::all && uniform(2) == 0) frame = to_string(node.rows) == "decode" ? "decode" : "prefill";
-      if (node.rows == row_class::all && uniform(4) == 0) {
-        pieces = {{"decode", {0.0, 1.0}}, {"prefill", {0.0, 1.0}}};
-      } else {
-        std::vector<double> cuts{0.0, 1.0};
-        for (int c = uniform(3); c > 0; --c) cuts.push_back((1 + uniform(19)) / 20.0);
-        std::sort(cuts.begin(), cuts.end());
-        cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
-        for (size_t i = 0; i + 1 < cuts.size(); ++i) pieces.push_back({frame, {cuts[i], cuts[i + 1]}});
-      }
-      for (size_t i = 0; i < pieces.size(); ++i) {
-        json entry = {{"op", node.name}, {"name", fmt::format("{}#{}", node.name, i)}};
-        entry[pieces[i].first] = {pieces[i].second.first, pieces[i].second.second};
-        entry["stream"] = fmt::format("s{}", uniform(num_streams));
-        if (uniform(2) == 0) entry["sm_count"] = 1 + uniform(132);
-        else entry["sm_fraction"] = (1 + uniform(10)) / 10.0;
-        keyed.emplace_back(op + uniform(25) / 10.0 + i * 0.01, entry);
-      }
-    }
-    std::sort(keyed.begin(), keyed.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (size_t i = 0; i < keyed.size(); ++i) {
-      keyed[i].second["order"] = static_cast<int>(i);
-      doc["nano_ops"].push_back(keyed[i].second);
-    }
-    pipeline_spec spec = parse_pipeline_spec(doc);
-    if (validate_spec(spec, llama_op_graph()).empty()) return spec;
-  }
-}
-
 TEST(cpu_executor, random_valid_specs_give_the_same_tokens_and_logits) {
   const auto sequential_tokens = engine_tokens("llama3-gqa", test::config_spec("sequential"));
   const auto sequential_logits = run_steps("llama3-gqa", test::config_spec("sequential"));
   std::mt19937_64 rng(2024);
   int num_multi_stream = 0;
   for (int i = 0; i < 16; ++i) {
-    const pipeline_spec spec = random_spec(rng, i);
+    const pipeline_spec spec = test::random_spec(rng, i);
     num_multi_stream += spec.streams.size() > 1 ? 1 : 0;
     const uint64_t order_seed = 1 + rng() % 1000;
     EXPECT_EQ(engine_tokens("llama3-gqa", spec, order_seed), sequential_tokens) << to_json(spec).dump();

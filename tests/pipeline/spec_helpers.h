@@ -2,6 +2,9 @@
 #pragma once
 
 #include <algorithm>
+#include <random>
+
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -29,6 +32,49 @@ inline nlohmann::json whole_ops_except(const std::vector<std::string>& skipped) 
     ops.push_back({{"op", op.name}, {"order", 10 * llama_op_graph().find_op(op.name)}});
   }
   return ops;
+}
+
+// A random valid spec: 1-3 streams, every op cut into 1-3 pieces (or split by decode/prefill frame), random
+// streams, SM budgets and orders; drawn again until the validator accepts it.
+inline pipeline_spec random_spec(std::mt19937_64& rng, int index) {
+  auto uniform = [&rng](int n) { return static_cast<int>(rng() % n); };
+  for (;;) {
+    nlohmann::json doc;
+    doc["name"] = fmt::format("random{}", index);
+    const int num_streams = 1 + uniform(3);
+    for (int s = 0; s < num_streams; ++s) doc["streams"].push_back(fmt::format("s{}", s));
+    std::vector<std::pair<double, nlohmann::json>> keyed;
+    for (size_t op = 0; op < llama_op_graph().ops.size(); ++op) {
+      const op_node& node = llama_op_graph().ops[op];
+      std::vector<std::pair<std::string, std::pair<double, double>>> pieces;  // frame, range
+      std::string frame = "range";
+      if (node.rows != row_class::all && uniform(2) == 0) frame = to_string(node.rows) == "decode" ? "decode" : "prefill";
+      if (node.rows == row_class::all && uniform(4) == 0) {
+        pieces = {{"decode", {0.0, 1.0}}, {"prefill", {0.0, 1.0}}};
+      } else {
+        std::vector<double> cuts{0.0, 1.0};
+        for (int c = uniform(3); c > 0; --c) cuts.push_back((1 + uniform(19)) / 20.0);
+        std::sort(cuts.begin(), cuts.end());
+        cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+        for (size_t i = 0; i + 1 < cuts.size(); ++i) pieces.push_back({frame, {cuts[i], cuts[i + 1]}});
+      }
+      for (size_t i = 0; i < pieces.size(); ++i) {
+        nlohmann::json entry = {{"op", node.name}, {"name", fmt::format("{}#{}", node.name, i)}};
+        entry[pieces[i].first] = {pieces[i].second.first, pieces[i].second.second};
+        entry["stream"] = fmt::format("s{}", uniform(num_streams));
+        if (uniform(2) == 0) entry["sm_count"] = 1 + uniform(132);
+        else entry["sm_fraction"] = (1 + uniform(10)) / 10.0;
+        keyed.emplace_back(op + uniform(25) / 10.0 + i * 0.01, entry);
+      }
+    }
+    std::sort(keyed.begin(), keyed.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (size_t i = 0; i < keyed.size(); ++i) {
+      keyed[i].second["order"] = static_cast<int>(i);
+      doc["nano_ops"].push_back(keyed[i].second);
+    }
+    pipeline_spec spec = parse_pipeline_spec(doc);
+    if (validate_spec(spec, llama_op_graph()).empty()) return spec;
+  }
 }
 
 }  // namespace nf::test

@@ -1,5 +1,6 @@
-// RoPE + paged KV append: one warp per (token, head) over the query and key heads; a key head's warp also
-// copies the matching value head. Angles are position * inv_freq in fp32 with the precise sincosf.
+// RoPE + paged KV append: one warp per (token, head) over the query and key heads; a query head's warp writes
+// the rotated head to the packed query buffer, a key head's warp writes the rotated key and copies the matching
+// value head into the cache. Angles are position * inv_freq in fp32 with the precise sincosf.
 #include "kernels/cuda/device_utils.cuh"
 #include "kernels/cuda/rope_kv.h"
 
@@ -9,7 +10,8 @@ namespace {
 constexpr int warps_per_block = 8;
 
 __global__ void __launch_bounds__(warps_per_block * 32)
-    rope_kv_kernel(__nv_bfloat16* q, __nv_bfloat16* k, const __nv_bfloat16* __restrict__ v, int64_t token_stride,
+    rope_kv_kernel(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
+                   const __nv_bfloat16* __restrict__ v, int64_t token_stride, __nv_bfloat16* __restrict__ q_out,
                    const int32_t* __restrict__ positions, const int64_t* __restrict__ slots,
                    const float* __restrict__ inv_freq, int num_tokens, int num_q_heads, int num_kv_heads,
                    int head_dim, int block_size, __nv_bfloat16* __restrict__ kv_cache) {
@@ -23,10 +25,11 @@ __global__ void __launch_bounds__(warps_per_block * 32)
     const int head = static_cast<int>(item - token * heads);
     const bool is_query = head < num_q_heads;
     const int kv_head = head - num_q_heads;
-    __nv_bfloat16* row = is_query ? q + token * token_stride + static_cast<int64_t>(head) * head_dim
-                                  : k + token * token_stride + static_cast<int64_t>(kv_head) * head_dim;
+    const __nv_bfloat16* row = is_query ? q + token * token_stride + static_cast<int64_t>(head) * head_dim
+                                        : k + token * token_stride + static_cast<int64_t>(kv_head) * head_dim;
     const float position = static_cast<float>(positions[token]);
     const int64_t slot = is_query ? -1 : slots[token];
+    __nv_bfloat16* q_dst = is_query ? q_out + (token * num_q_heads + head) * head_dim : nullptr;
     __nv_bfloat16* k_dst = nullptr;
     __nv_bfloat16* v_dst = nullptr;
     if (slot >= 0) {
@@ -45,8 +48,10 @@ __global__ void __launch_bounds__(warps_per_block * 32)
       const __nv_bfloat162 out_first = __floats2bfloat162_rn(first.x * c0 - second.x * s0, first.y * c1 - second.y * s1);
       const __nv_bfloat162 out_second =
           __floats2bfloat162_rn(second.x * c0 + first.x * s0, second.y * c1 + first.y * s1);
-      *reinterpret_cast<__nv_bfloat162*>(row + i) = out_first;
-      *reinterpret_cast<__nv_bfloat162*>(row + i + half) = out_second;
+      if (q_dst) {
+        *reinterpret_cast<__nv_bfloat162*>(q_dst + i) = out_first;
+        *reinterpret_cast<__nv_bfloat162*>(q_dst + i + half) = out_second;
+      }
       if (k_dst) {
         *reinterpret_cast<__nv_bfloat162*>(k_dst + i) = out_first;
         *reinterpret_cast<__nv_bfloat162*>(k_dst + i + half) = out_second;
@@ -62,8 +67,8 @@ __global__ void __launch_bounds__(warps_per_block * 32)
 
 }  // namespace
 
-cudaError_t rope_kv_append(__nv_bfloat16* q, __nv_bfloat16* k, const __nv_bfloat16* v, int64_t token_stride,
-                           const int32_t* positions, const int64_t* slots, const float* inv_freq, int num_tokens,
+cudaError_t rope_kv_append(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                           int64_t token_stride, __nv_bfloat16* q_out, const int32_t* positions, const int64_t* slots, const float* inv_freq, int num_tokens,
                            int num_q_heads, int num_kv_heads, int head_dim, int block_size, __nv_bfloat16* kv_cache,
                            int num_sms, cudaStream_t stream) {
   if (num_tokens < 0 || num_q_heads < 0 || num_kv_heads <= 0 || head_dim <= 0 || head_dim % 4 != 0 ||
@@ -72,7 +77,7 @@ cudaError_t rope_kv_append(__nv_bfloat16* q, __nv_bfloat16* k, const __nv_bfloat
   if (num_tokens == 0) return cudaSuccess;
   const int64_t total = static_cast<int64_t>(num_tokens) * (num_q_heads + num_kv_heads);
   const int grid = detail::grid_for_budget(num_sms, 8, (total + warps_per_block - 1) / warps_per_block);
-  rope_kv_kernel<<<grid, warps_per_block * 32, 0, stream>>>(q, k, v, token_stride, positions, slots, inv_freq,
+  rope_kv_kernel<<<grid, warps_per_block * 32, 0, stream>>>(q, k, v, token_stride, q_out, positions, slots, inv_freq,
                                                             num_tokens, num_q_heads, num_kv_heads, head_dim,
                                                             block_size, kv_cache);
   return cudaGetLastError();

@@ -9,15 +9,17 @@
 
 namespace nf::kernels {
 
-// q and k are rotated in place; k (rotated) and v are copied to the cache at slots[t] = block * block_size + offset
-// (a negative slot skips the cache write). Rows of q, k and v are `token_stride` elements apart, so one fused
-// qkv buffer [num_tokens, (num_q_heads + 2 * num_kv_heads) * head_dim] can be passed as three pointers into it.
+// The rotated q goes to q_out (packed rows); the rotated k and v are written to the cache at
+// slots[t] = block * block_size + offset (a negative slot skips the cache write); q, k and v are only read.
+// Rows of q, k and v are `token_stride` elements apart, so one fused qkv buffer
+// [num_tokens, (num_q_heads + 2 * num_kv_heads) * head_dim] can be passed as three pointers into it.
 // inv_freq holds the inverse frequencies (llama3 or other scaling already applied). head_dim must be a
 // multiple of 4. num_sms <= 0: the whole device.
-cudaError_t rope_kv_append(__nv_bfloat16* q,        // [num_tokens, num_q_heads, head_dim] (row stride token_stride)
-                           __nv_bfloat16* k,        // [num_tokens, num_kv_heads, head_dim] (row stride token_stride)
+cudaError_t rope_kv_append(const __nv_bfloat16* q,  // [num_tokens, num_q_heads, head_dim] (row stride token_stride)
+                           const __nv_bfloat16* k,  // [num_tokens, num_kv_heads, head_dim] (row stride token_stride)
                            const __nv_bfloat16* v,  // [num_tokens, num_kv_heads, head_dim] (row stride token_stride)
                            int64_t token_stride,
+                           __nv_bfloat16* q_out,      // [num_tokens, num_q_heads, head_dim]
                            const int32_t* positions,  // [num_tokens]
                            const int64_t* slots,      // [num_tokens]
                            const float* inv_freq,     // [head_dim / 2]
