@@ -128,6 +128,8 @@ int run_bench(const bench_options& options) {
       {"ceiling_tokens_per_s", ceiling},
       {"fraction_of_ceiling", total_rate / ceiling},
       {"max_num_batched_tokens", options.engine.max_num_batched_tokens},
+      {"max_num_seqs", options.engine.max_num_seqs},
+      {"schedule", options.model.schedule},
       {"async_loop", !options.engine.sync_loop},
       {"steps", stats.num_steps},
       {"mean_step_ms", 1e3 * elapsed / std::max<int64_t>(stats.num_steps, 1)},

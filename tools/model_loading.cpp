@@ -36,7 +36,8 @@ void model_options::add_to(CLI::App& command) {
       ->check(CLI::NonNegativeNumber);
   command.add_option("--dummy-seed", dummy_seed, "seed of the random weights of --load-format dummy");
   command.add_option("--schedule", schedule,
-                     "pipeline spec of a step: sequential, nanobatch, overlap (configs/pipelines), or a spec file");
+                     "pipeline spec of a step: sequential, or a spec of configs/pipelines by name (nanobatch, overlap, ...), "
+                     "or a spec file's path");
 }
 
 namespace {
@@ -45,13 +46,14 @@ namespace {
 // built from), or the spec file at `schedule`.
 pipeline_spec load_schedule(const std::string& schedule) {
   if (schedule == "sequential") return sequential_spec(llama_op_graph());
-  if (schedule == "nanobatch" || schedule == "overlap") {
-    const std::filesystem::path name = std::filesystem::path("pipelines") / (schedule + ".json");
-    const std::filesystem::path local = std::filesystem::path("configs") / name;
-    return load_pipeline_spec(std::filesystem::exists(local) ? local : std::filesystem::path(NANOFLOW_CONFIG_DIR) / name,
-                              llama_op_graph());
-  }
-  return load_pipeline_spec(schedule, llama_op_graph());
+  const bool is_name = schedule.find('/') == std::string::npos && !schedule.ends_with(".json");
+  if (!is_name) return load_pipeline_spec(schedule, llama_op_graph());
+  const std::filesystem::path name = std::filesystem::path("pipelines") / (schedule + ".json");
+  const std::filesystem::path local = std::filesystem::path("configs") / name;
+  const std::filesystem::path installed = std::filesystem::path(NANOFLOW_CONFIG_DIR) / name;
+  if (std::filesystem::exists(local)) return load_pipeline_spec(local, llama_op_graph());
+  if (std::filesystem::exists(installed)) return load_pipeline_spec(installed, llama_op_graph());
+  fail("--schedule {}: no spec of that name in configs/pipelines (give a name there, or a spec file's path)", schedule);
 }
 
 }  // namespace
@@ -61,9 +63,8 @@ std::unique_ptr<backend> load_backend(const model_options& options) {
   const model_config config = load_model_config(options.model_dir);
 #if NANOFLOW_HAS_CUDA_BACKEND
   if (options.backend == "cuda") {
-    if (options.schedule != "sequential")
-      fail("--schedule {}: the CUDA backend runs only the sequential schedule so far", options.schedule);
     cuda_backend_options cuda_options;
+    cuda_options.schedule = load_schedule(options.schedule);
     cuda_options.block_size = options.block_size;
     cuda_options.kv_cache_tokens = options.kv_cache_tokens;
     cuda_options.gpu_memory_utilization = options.gpu_memory_utilization;
@@ -80,6 +81,8 @@ std::unique_ptr<backend> load_backend(const model_options& options) {
     std::fprintf(stderr, "KV cache: %d blocks = %lld tokens (%.2f GiB)\n", result->num_kv_blocks(),
                  static_cast<long long>(result->num_kv_blocks()) * options.block_size,
                  result->kv_cache_bytes() / double(1 << 30));
+    std::fprintf(stderr, "schedule: %s (%zu nano-ops per layer)\n", result->schedule().name.c_str(),
+                 result->schedule().nano_ops.size());
     return result;
   }
 #endif

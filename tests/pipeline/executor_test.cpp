@@ -112,12 +112,12 @@ TEST(cpu_executor, test_steps_mix_decode_and_prefill_rows) {
 TEST(cpu_executor, three_specs_give_the_same_logits) {
   for (const char* model : {"llama3-gqa", "qwen2-bias-tied", "mistral-headdim"}) {
     const auto sequential = run_steps(model, test::config_spec("sequential"));
-    for (const char* name : {"nanobatch", "overlap"}) {
+    for (const char* name : {"nanobatch", "overlap", "overlap-split-decode", "nanobatch-halves", "overlap-halves"}) {
       const float diff = max_difference(sequential, run_steps(model, test::config_spec(name)));
       EXPECT_LE(diff, logit_tolerance) << model << " " << name;
     }
     // A random dependency order of the overlapped spec changes nothing either.
-    EXPECT_LE(max_difference(sequential, run_steps(model, test::config_spec("overlap"), 99)), logit_tolerance) << model;
+    EXPECT_LE(max_difference(sequential, run_steps(model, test::config_spec("overlap-halves"), 99)), logit_tolerance) << model;
   }
 }
 
@@ -175,8 +175,10 @@ TEST(cpu_executor, three_specs_give_the_same_greedy_tokens_through_the_engine) {
   for (const char* model : {"llama3-gqa", "qwen2-bias-tied"}) {
     const auto sequential = engine_tokens(model, test::config_spec("sequential"));
     ASSERT_EQ(sequential.size(), 10u);
-    EXPECT_EQ(engine_tokens(model, test::config_spec("nanobatch")), sequential) << model;
+    EXPECT_EQ(engine_tokens(model, test::config_spec("nanobatch-halves")), sequential) << model;
+    EXPECT_EQ(engine_tokens(model, test::config_spec("overlap-halves")), sequential) << model;
     EXPECT_EQ(engine_tokens(model, test::config_spec("overlap")), sequential) << model;
+    EXPECT_EQ(engine_tokens(model, test::config_spec("overlap-split-decode")), sequential) << model;
   }
 }
 
@@ -228,7 +230,7 @@ TEST(cpu_executor, a_missing_dependency_is_flagged_and_its_race_is_observable) {
   const model_batch prompt = maker.step({{0, 7}, {1, 13}, {2, 4}});
   const model_batch batch = maker.step({{0, 1}, {1, 1}, {2, 1}, {3, 6}});
   resolved_pipeline pipeline =
-      resolve_pipeline(test::config_spec("overlap"), llama_op_graph(), rows_of_batch(batch));
+      resolve_pipeline(test::config_spec("overlap-halves"), llama_op_graph(), rows_of_batch(batch));
   ASSERT_TRUE(check_resolved(pipeline, llama_op_graph()).empty());
   const int producer = pipeline.find_nano_op("decode_attention@nb0");
   const int consumer = pipeline.find_nano_op("o_gemm@nb0");
@@ -272,7 +274,7 @@ TEST(cpu_executor, a_missing_dependency_is_flagged_and_its_race_is_observable) {
   for (size_t i = 0; i < correct.size(); ++i) worst = std::max(worst, std::abs(correct[i] - racy[i]));
   EXPECT_GT(worst, 1e-3f) << "the race should change the layer outputs";
   // The same order over the intact graph is impossible: the executor's orders respect the edge.
-  const resolved_pipeline intact = resolve_pipeline(test::config_spec("overlap"), llama_op_graph(), rows_of_batch(batch));
+  const resolved_pipeline intact = resolve_pipeline(test::config_spec("overlap-halves"), llama_op_graph(), rows_of_batch(batch));
   const auto intact_order = topological_order(unroll(intact, weights.config.num_layers), 7);
   EXPECT_LT(std::find(intact_order.begin(), intact_order.end(), graph.node(0, producer)) - intact_order.begin(),
             std::find(intact_order.begin(), intact_order.end(), graph.node(0, consumer)) - intact_order.begin());

@@ -37,7 +37,7 @@ TEST(resolve, sequential_is_one_nano_op_per_op_over_its_rows) {
 }
 
 TEST(resolve, no_decode_tokens_drops_decode_attention) {
-  const resolved_pipeline p = resolve("nanobatch", 0, 5);
+  const resolved_pipeline p = resolve("nanobatch-halves", 0, 5);
   EXPECT_TRUE(rows_of(p, "decode_attention").empty());
   // 5 / 2 = 2.5 rounds half up: the first nano-batch gets 3 rows.
   EXPECT_EQ(rows_of(p, "o_gemm"), (ranges{{"o_gemm@nb0", {0, 3}}, {"o_gemm@nb1", {3, 5}}}));
@@ -46,7 +46,7 @@ TEST(resolve, no_decode_tokens_drops_decode_attention) {
 }
 
 TEST(resolve, no_prefill_tokens_drops_prefill_attention) {
-  const resolved_pipeline p = resolve("overlap", 3, 0);
+  const resolved_pipeline p = resolve("overlap-halves", 3, 0);
   EXPECT_TRUE(rows_of(p, "prefill_attention").empty());
   EXPECT_EQ(rows_of(p, "decode_attention"), (ranges{{"decode_attention@nb0", {0, 2}}, {"decode_attention@nb1", {2, 3}}}));
   EXPECT_TRUE(check_resolved(p, llama_op_graph()).empty());
@@ -54,18 +54,18 @@ TEST(resolve, no_prefill_tokens_drops_prefill_attention) {
 
 TEST(resolve, one_token_keeps_one_nano_batch) {
   for (auto [num_decode, num_prefill] : {std::pair{1, 0}, std::pair{0, 1}}) {
-    const resolved_pipeline p = resolve("overlap", num_decode, num_prefill);
+    const resolved_pipeline p = resolve("overlap-halves", num_decode, num_prefill);
     // floor(0.5 * 1 + 0.5) = 1: the one row goes to the first nano-batch; every nb1 nano-op is empty.
     EXPECT_EQ(p.nano_ops.size(), 9u);
     for (const nano_op& n : p.nano_ops) EXPECT_EQ(n.rows, (row_range{0, 1})) << n.name;
     EXPECT_TRUE(check_resolved(p, llama_op_graph()).empty());
   }
-  EXPECT_TRUE(resolve("overlap", 0, 0).nano_ops.empty());
+  EXPECT_TRUE(resolve("overlap-halves", 0, 0).nano_ops.empty());
 }
 
 TEST(resolve, uneven_budget_splits_by_row_class) {
   // 3 decode + 4 prefill = 7 rows: nb0 = [0, 4) (3.5 rounds up), nb1 = [4, 7).
-  const resolved_pipeline p = resolve("overlap", 3, 4);
+  const resolved_pipeline p = resolve("overlap-halves", 3, 4);
   EXPECT_EQ(rows_of(p, "qkv_gemm"), (ranges{{"qkv_gemm@nb0", {0, 4}}, {"qkv_gemm@nb1", {4, 7}}}));
   EXPECT_EQ(rows_of(p, "decode_attention"), (ranges{{"decode_attention@nb0", {0, 3}}}));
   EXPECT_EQ(rows_of(p, "prefill_attention"),
@@ -111,7 +111,7 @@ TEST(resolve, decode_relative_ranges) {
 
 TEST(resolve, dependencies_follow_intersecting_rows) {
   // 4 decode + 4 prefill: nb0 = decode rows, nb1 = prefill rows.
-  resolved_pipeline p = resolve("overlap", 4, 4);
+  resolved_pipeline p = resolve("overlap-halves", 4, 4);
   EXPECT_TRUE(has_edge(p, "rope_kv_append@nb0", "decode_attention@nb0"));
   EXPECT_TRUE(has_edge(p, "decode_attention@nb0", "o_gemm@nb0"));
   EXPECT_FALSE(has_edge(p, "decode_attention@nb0", "o_gemm@nb1"));  // rows do not intersect
@@ -120,7 +120,7 @@ TEST(resolve, dependencies_follow_intersecting_rows) {
   EXPECT_FALSE(has_edge(p, "down_gemm@nb0", "attn_norm@nb1", true));
   EXPECT_FALSE(has_edge(p, "rope_kv_append@nb0", "prefill_attention@nb1"));
   // 2 decode + 6 prefill: nb0 holds the first two prefill rows; the prefill attention of nb1 reads their KV.
-  p = resolve("overlap", 2, 6);
+  p = resolve("overlap-halves", 2, 6);
   EXPECT_TRUE(has_edge(p, "rope_kv_append@nb0", "prefill_attention@nb1"));
   EXPECT_TRUE(has_edge(p, "rope_kv_append@nb1", "prefill_attention@nb1"));
   EXPECT_FALSE(has_edge(p, "rope_kv_append@nb1", "prefill_attention@nb0"));
@@ -128,7 +128,7 @@ TEST(resolve, dependencies_follow_intersecting_rows) {
 
 TEST(resolve, stream_order_and_unrolled_graph) {
   // 6 decode + 2 prefill: nb0 = [0, 4) is all decode, so prefill_attention@nb0 has no rows.
-  const resolved_pipeline p = resolve("overlap", 6, 2);
+  const resolved_pipeline p = resolve("overlap-halves", 6, 2);
   const auto sequences = p.stream_sequences();
   ASSERT_EQ(sequences.size(), 2u);
   EXPECT_EQ(sequences[0].size(), 17u);

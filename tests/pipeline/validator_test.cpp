@@ -30,7 +30,7 @@ std::string error_of(const std::function<void()>& f) {
 }
 
 TEST(validator, shipped_specs_are_valid) {
-  for (const char* name : {"sequential", "nanobatch", "overlap"}) {
+  for (const char* name : {"sequential", "nanobatch", "overlap", "overlap-split-decode", "nanobatch-halves", "overlap-halves"}) {
     const pipeline_spec spec = test::config_spec(name);
     EXPECT_EQ(spec.name, name);
     EXPECT_EQ(problems_of(spec), "") << name;
@@ -51,7 +51,7 @@ TEST(validator, sequential_json_is_the_built_in_sequential_spec) {
 }
 
 TEST(validator, json_round_trip_keeps_the_spec) {
-  const pipeline_spec spec = test::config_spec("overlap");
+  const pipeline_spec spec = test::config_spec("overlap-halves");
   const pipeline_spec again = parse_pipeline_spec(to_json(spec));
   EXPECT_EQ(to_json(again), to_json(spec));
   EXPECT_EQ(again.nano_ops[3].name, "prefill_attention@nb0");

@@ -1,7 +1,10 @@
-// The CUDA forward pass. Per step: the batch's metadata goes host -> device in one pinned buffer and one async
-// copy; then embedding -> per layer (norm, fused QKV GEMM (+bias), rope_kv_append, decode attention over the
+// The CUDA forward pass. Per step: the batch's metadata (rows, KV slots, block tables, and each attention
+// nano-op's sequences cut to its rows) goes host -> device in one pinned buffer and one async copy; then the
+// embedding on the main stream; then every layer's nano-ops as the pipeline spec's stream schedule orders them
+// (norm, fused QKV GEMM (+bias), rope_kv_append writing packed Q and the paged KV, decode attention over the
 // leading decode sequences and prefill attention over the rest, O GEMM, add_rmsnorm, gate_up GEMM,
-// silu_and_mul, down GEMM) -> final norm and LM head on the sampled rows only -> argmax or bf16 logits back.
+// silu_and_mul, down GEMM), each over its rows with its SM budget; then the final norm and LM head on the
+// sampled rows only -> argmax or bf16 logits back.
 #include "engine/cuda/cuda_backend.h"
 
 #include <algorithm>
@@ -20,11 +23,24 @@
 #include "kernels/cuda/rope_kv.h"
 #include "kernels/cuda/silu_and_mul.h"
 #include "model/rope.h"
+#include "pipeline/batch_rows.h"
+#include "pipeline/validator.h"
 
 namespace nf {
 
 using bf16 = __nv_bfloat16;
 using cuda::step_op;
+
+struct cuda_backend::attention_slice {
+  // Decode: sequences [first, first + count) of the decode list (decode row i is sequence i).
+  // Prefill: sequences [first, first + count) of the prefill list, each cut to the nano-op's rows; a cut
+  // sequence keeps its positions, so its context ends at its last kept query.
+  int first = 0, count = 0;
+  int max_context = 0;  // decode: the longest context of the slice
+  int max_queries = 0;  // prefill: the most queries of a cut sequence
+  size_t starts_offset = 0, nums_offset = 0, lens_offset = 0;  // prefill: offsets in the metadata block
+  size_t workspace_offset = 0, workspace_bytes = 0;             // decode: bytes of decode_workspace_
+};
 
 struct cuda_backend::step_metadata {
   const int32_t* token_ids = nullptr;   // [num_tokens]
@@ -36,11 +52,8 @@ struct cuda_backend::step_metadata {
   const int32_t* decode_block_tables = nullptr;  // [num_decodes, decode_max_blocks]
   const int32_t* decode_context_lens = nullptr;  // [num_decodes]
   // The remaining sequences: prefill kernel.
-  int num_prefills = 0, prefill_max_blocks = 0, prefill_max_queries = 0;
-  const int32_t* prefill_block_tables = nullptr;  // [num_prefills, prefill_max_blocks]
-  const int32_t* prefill_query_starts = nullptr;  // [num_prefills]
-  const int32_t* prefill_num_queries = nullptr;   // [num_prefills]
-  const int32_t* prefill_context_lens = nullptr;  // [num_prefills]
+  int num_prefills = 0, prefill_max_blocks = 0;
+  const int32_t* prefill_block_tables = nullptr;  // [num_prefills, prefill_max_blocks]; rows are cut per nano-op
   // Generic path (odd head_dim or block size): every row on its own.
   int generic_max_blocks = 0;
   const int32_t* generic_block_tables = nullptr;  // [num_seqs, generic_max_blocks]
@@ -96,8 +109,20 @@ cuda_backend::cuda_backend(const model_config& config, const cuda::weight_source
   if (c.head_dim % 4 != 0 || c.head_dim > 512) fail("the cuda backend needs head_dim a multiple of 4 and at most 512 (got {})", c.head_dim);
   tuned_attention_ = (c.head_dim == 64 || c.head_dim == 128) && options.block_size % 16 == 0;
   tuned_activation_ = c.intermediate_size % 8 == 0;
+  int device = 0;
+  NF_CUDA_CHECK(cudaGetDevice(&device));
+  NF_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, device));
+  if (const std::vector<std::string> problems = validate_spec(options_.schedule, llama_op_graph()); !problems.empty())
+    fail("pipeline spec \"{}\": {}", options_.schedule.name, join_problems(problems));
   NF_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  NF_CUDA_CHECK(gemm_.init());
+  // A stream that runs only memory-bound nano-ops gets the high priority.
+  std::vector<bool> memory_only(options_.schedule.streams.size(), true);
+  for (const nano_op_spec& op : options_.schedule.nano_ops) {
+    const int stream = options_.schedule.find_stream(op.stream);
+    const resource_class resource = op.resource.value_or(llama_op_graph().ops[llama_op_graph().find_op(op.op)].resource);
+    if (stream >= 0 && resource != resource_class::memory) memory_only[stream] = false;
+  }
+  executor_ = std::make_unique<cuda::stream_executor>(stream_, memory_only);
 
   weights_ = cuda::load_device_weights(c, weights, options.show_progress);
   const std::vector<float> inv_freq = rope_inverse_frequencies(c.rope, c.head_dim);  // [head_dim / 2]
@@ -130,7 +155,22 @@ cuda_backend::cuda_backend(const model_config& config, const cuda::weight_source
 
 cuda_backend::~cuda_backend() {
   profiler_.report(stderr);
+  executor_.reset();
   if (stream_) cudaStreamDestroy(stream_);
+}
+
+const stream_schedule& cuda_backend::schedule_for(step_rows rows) {
+  const std::pair<int, int> key{rows.num_decode, rows.num_prefill};
+  if (auto it = schedules_.find(key); it != schedules_.end()) return it->second;
+  if (schedules_.size() >= 4096) schedules_.clear();
+  return schedules_
+      .emplace(key, make_stream_schedule(resolve_pipeline(options_.schedule, llama_op_graph(), rows), config_.num_layers))
+      .first->second;
+}
+
+int cuda_backend::sm_budget_of(const nano_op& op) const {
+  const int sms = op.sm.count > 0 ? op.sm.count : static_cast<int>(std::lround(op.sm.fraction * num_sms_));
+  return sms >= num_sms_ ? 0 : std::max(1, sms);
 }
 
 void cuda_backend::reserve_activations(int rows, int num_sampled) {
@@ -166,61 +206,140 @@ void cuda_backend::check_batch(const model_batch& batch) const {
   for (int32_t row : batch.logit_rows) NF_CHECK(row >= 0 && row < num_tokens, "logit row {} out of range", row);
 }
 
-void cuda_backend::attention(const model_batch& batch, const step_metadata& m, bf16* kv_layer) {
+void cuda_backend::attention(const nano_op& op, int index, bf16* kv_layer, int num_sms, const cuda::stream_lane& lane,
+                             const step_metadata& m) {
   const model_config& c = config_;
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  const int n = batch.num_tokens();
+  const int first = op.rows.begin, n = op.rows.size();
   if (!tuned_attention_) {
-    profiler_.begin(step_op::prefill_attention);
-    NF_CUDA_CHECK(cuda::generic_paged_attention(q_.as<bf16>(), kv_layer, m.generic_block_tables, m.row_sequence,
-                                            m.row_num_keys, attention_out_.as<bf16>(), n, c.num_q_heads,
-                                            c.num_kv_heads, c.head_dim, options_.block_size, m.generic_max_blocks,
-                                            scale, stream_));
-    profiler_.end();
+    NF_CUDA_CHECK(cuda::generic_paged_attention(q_.as<bf16>() + size_t(first) * c.q_size(), kv_layer,
+                                                m.generic_block_tables, m.row_sequence + first, m.row_num_keys + first,
+                                                attention_out_.as<bf16>() + size_t(first) * c.q_size(), n, c.num_q_heads,
+                                                c.num_kv_heads, c.head_dim, options_.block_size, m.generic_max_blocks,
+                                                scale, lane.stream));
     return;
   }
-  if (m.num_decodes > 0) {
+  const attention_slice& slice = slices_[index];
+  if (slice.count == 0) return;
+  if (llama_op_graph().ops[op.op].kind == op_kind::decode_attention) {
     kernels::decode_attention_args a;
-    a.q = q_.as<bf16>();
+    a.q = q_.as<bf16>() + size_t(slice.first) * c.q_size();
     a.kv_cache = kv_layer;
-    a.block_tables = m.decode_block_tables;
-    a.context_lens = m.decode_context_lens;
-    a.out = attention_out_.as<bf16>();
-    a.workspace = decode_workspace_.as<float>();
-    a.workspace_bytes = decode_workspace_.bytes();
-    a.num_seqs = m.num_decodes;
+    a.block_tables = m.decode_block_tables + size_t(slice.first) * m.decode_max_blocks;
+    a.context_lens = m.decode_context_lens + slice.first;
+    a.out = attention_out_.as<bf16>() + size_t(slice.first) * c.q_size();
+    a.workspace = reinterpret_cast<float*>(decode_workspace_.as<std::byte>() + slice.workspace_offset);
+    a.workspace_bytes = slice.workspace_bytes;
+    a.num_seqs = slice.count;
     a.num_q_heads = c.num_q_heads;
     a.num_kv_heads = c.num_kv_heads;
     a.head_dim = c.head_dim;
     a.block_size = options_.block_size;
     a.max_blocks_per_seq = m.decode_max_blocks;
-    a.max_context_len = m.decode_max_context;
+    a.max_context_len = slice.max_context;
     a.scale = scale;
-    profiler_.begin(step_op::decode_attention);
-    NF_CUDA_CHECK(kernels::decode_attention(a, stream_));
-    profiler_.end();
+    a.num_sms = num_sms;
+    NF_CUDA_CHECK(kernels::decode_attention(a, lane.stream));
+    return;
   }
-  if (m.num_prefills > 0) {
-    kernels::prefill_attention_args a;
-    a.q = q_.as<bf16>();
-    a.kv_cache = kv_layer;
-    a.block_tables = m.prefill_block_tables;
-    a.query_starts = m.prefill_query_starts;
-    a.num_queries = m.prefill_num_queries;
-    a.context_lens = m.prefill_context_lens;
-    a.out = attention_out_.as<bf16>();
-    a.num_seqs = m.num_prefills;
-    a.num_q_heads = c.num_q_heads;
-    a.num_kv_heads = c.num_kv_heads;
-    a.head_dim = c.head_dim;
-    a.block_size = options_.block_size;
-    a.max_blocks_per_seq = m.prefill_max_blocks;
-    a.max_num_queries = m.prefill_max_queries;
-    a.scale = scale;
-    profiler_.begin(step_op::prefill_attention);
-    NF_CUDA_CHECK(kernels::prefill_attention(a, stream_));
-    profiler_.end();
+  const std::byte* base = metadata_.as<std::byte>();
+  kernels::prefill_attention_args a;
+  a.q = q_.as<bf16>();
+  a.kv_cache = kv_layer;
+  a.block_tables = m.prefill_block_tables + size_t(slice.first) * m.prefill_max_blocks;
+  a.query_starts = reinterpret_cast<const int32_t*>(base + slice.starts_offset);
+  a.num_queries = reinterpret_cast<const int32_t*>(base + slice.nums_offset);
+  a.context_lens = reinterpret_cast<const int32_t*>(base + slice.lens_offset);
+  a.out = attention_out_.as<bf16>();
+  a.num_seqs = slice.count;
+  a.num_q_heads = c.num_q_heads;
+  a.num_kv_heads = c.num_kv_heads;
+  a.head_dim = c.head_dim;
+  a.block_size = options_.block_size;
+  a.max_blocks_per_seq = m.prefill_max_blocks;
+  a.max_num_queries = slice.max_queries;
+  a.scale = scale;
+  a.num_sms = num_sms;
+  NF_CUDA_CHECK(kernels::prefill_attention(a, lane.stream));
+}
+
+namespace {
+
+step_op profiled_op_of(op_kind kind) {
+  switch (kind) {
+    case op_kind::attn_norm:
+    case op_kind::ffn_norm: return step_op::norms;
+    case op_kind::qkv_gemm: return step_op::qkv_gemm;
+    case op_kind::rope_kv_append: return step_op::rope_kv_append;
+    case op_kind::decode_attention: return step_op::decode_attention;
+    case op_kind::prefill_attention: return step_op::prefill_attention;
+    case op_kind::o_gemm: return step_op::o_gemm;
+    case op_kind::gate_up_gemm: return step_op::gate_up_gemm;
+    case op_kind::activation: return step_op::activation;
+    case op_kind::down_gemm: return step_op::down_gemm;
   }
+  return step_op::norms;
+}
+
+}  // namespace
+
+void cuda_backend::run_nano_op(const nano_op& op, int index, int layer, const cuda::stream_lane& lane,
+                               const step_metadata& m) {
+  const model_config& c = config_;
+  const cuda::device_layer_weights& w = weights_.layers[layer];
+  const int hidden = c.hidden_size, inter = c.intermediate_size, bs = options_.block_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const size_t first = op.rows.begin;
+  const int n = op.rows.size();
+  const int sms = sm_budget_of(op);
+  const size_t layer_elements = size_t(num_kv_blocks_) * 2 * c.num_kv_heads * bs * c.head_dim;
+  bf16* kv_layer = kv_cache_.as<bf16>() + layer * layer_elements;
+  bf16* residual = residual_.as<bf16>() + first * hidden;    // [n, hidden]
+  bf16* normed = normed_.as<bf16>() + first * hidden;        // [n, hidden]
+  bf16* projected = projected_.as<bf16>() + first * hidden;  // [n, hidden]
+  bf16* qkv = qkv_.as<bf16>() + first * c.qkv_size();        // [n, qkv_size]
+  bf16* attention_out = attention_out_.as<bf16>() + first * c.q_size();  // [n, q_size]
+  bf16* gate_up = gate_up_.as<bf16>() + first * 2 * inter;   // [n, 2 * intermediate]
+  bf16* activated = activated_.as<bf16>() + first * inter;   // [n, intermediate]
+  kernels::gemm_runner& gemm = *lane.gemm;
+  const op_kind kind = llama_op_graph().ops[op.op].kind;
+  profiler_.begin(profiled_op_of(kind), lane.stream, lane.index, &op.name, layer);
+  switch (kind) {
+    case op_kind::attn_norm:
+      if (layer == 0) NF_CUDA_CHECK(kernels::rmsnorm(residual, w.input_norm, normed, n, hidden, eps, sms, lane.stream));
+      else NF_CUDA_CHECK(kernels::add_rmsnorm(residual, projected, w.input_norm, normed, n, hidden, eps, sms, lane.stream));
+      break;
+    case op_kind::qkv_gemm:
+      NF_CUDA_CHECK(gemm.run(normed, w.qkv, w.qkv_bias, qkv, n, c.qkv_size(), hidden, sms, lane.stream));
+      break;
+    case op_kind::rope_kv_append:
+      NF_CUDA_CHECK(kernels::rope_kv_append(qkv, qkv + c.q_size(), qkv + c.q_size() + c.kv_size(), c.qkv_size(),
+                                            q_.as<bf16>() + first * c.q_size(), m.positions + first, m.slots + first,
+                                            inv_freq_.as<float>(), n, c.num_q_heads, c.num_kv_heads, c.head_dim, bs,
+                                            kv_layer, sms, lane.stream));
+      break;
+    case op_kind::decode_attention:
+    case op_kind::prefill_attention:
+      attention(op, index, kv_layer, sms, lane, m);
+      break;
+    case op_kind::o_gemm:
+      NF_CUDA_CHECK(gemm.run(attention_out, w.o, w.o_bias, projected, n, hidden, c.q_size(), sms, lane.stream));
+      break;
+    case op_kind::ffn_norm:
+      NF_CUDA_CHECK(kernels::add_rmsnorm(residual, projected, w.post_attention_norm, normed, n, hidden, eps, sms, lane.stream));
+      break;
+    case op_kind::gate_up_gemm:
+      NF_CUDA_CHECK(gemm.run(normed, w.gate_up, w.gate_up_bias, gate_up, n, 2 * inter, hidden, sms, lane.stream));
+      break;
+    case op_kind::activation:
+      if (tuned_activation_) NF_CUDA_CHECK(kernels::silu_and_mul(gate_up, activated, n, inter, sms, lane.stream));
+      else NF_CUDA_CHECK(cuda::generic_silu_and_mul(gate_up, activated, n, inter, lane.stream));
+      break;
+    case op_kind::down_gemm:
+      NF_CUDA_CHECK(gemm.run(activated, w.down, w.down_bias, projected, n, hidden, inter, sms, lane.stream));
+      break;
+  }
+  profiler_.end();
 }
 
 void cuda_backend::run(const model_batch& batch) {
@@ -231,6 +350,9 @@ void cuda_backend::run(const model_batch& batch) {
   const int bs = options_.block_size;
   const int num_seqs = static_cast<int>(batch.sequences.size());
   reserve_activations(n, std::max(1, num_sampled));
+  const step_rows rows = rows_of_batch(batch);
+  const stream_schedule& schedule = schedule_for(rows);
+  const int num_nano_ops = schedule.num_nano_ops();
   profiler_.begin_step(stream_);
 
   // Metadata: build on the host, one copy into pinned memory, one async copy to the device.
@@ -238,12 +360,10 @@ void cuda_backend::run(const model_batch& batch) {
   step_metadata m;
   const size_t o_tokens = builder.add(batch.token_ids), o_positions = builder.add(batch.positions),
                o_slots = builder.add(batch.slots), o_rows = builder.add(batch.logit_rows);
-  size_t o_dtables = 0, o_dlens = 0, o_ptables = 0, o_pstarts = 0, o_pnum = 0, o_plens = 0, o_gtables = 0, o_rseq = 0,
-         o_rkeys = 0;
+  size_t o_dtables = 0, o_dlens = 0, o_ptables = 0, o_gtables = 0, o_rseq = 0, o_rkeys = 0;
+  slices_.assign(num_nano_ops, attention_slice{});
   if (tuned_attention_) {
-    while (m.num_decodes < num_seqs && batch.sequences[m.num_decodes].num_queries == 1 &&
-           batch.sequences[m.num_decodes].query_start == m.num_decodes)
-      ++m.num_decodes;
+    m.num_decodes = rows.num_decode;
     m.num_prefills = num_seqs - m.num_decodes;
     std::vector<int32_t> lens;  // [num_decodes]
     for (int s = 0; s < m.num_decodes; ++s) {
@@ -254,23 +374,43 @@ void cuda_backend::run(const model_batch& batch) {
     m.decode_max_blocks = std::max(1, blocks_for(m.decode_max_context, bs));
     o_dtables = builder.add(pack_block_tables(batch, 0, m.num_decodes, m.decode_max_blocks, bs));
     o_dlens = builder.add(lens);
-    std::vector<int32_t> starts, nums, plens;  // [num_prefills] each
-    for (int s = m.num_decodes; s < num_seqs; ++s) {
-      const batch_sequence& seq = batch.sequences[s];
-      starts.push_back(seq.query_start);
-      nums.push_back(seq.num_queries);
-      plens.push_back(seq.context_len);
-      m.prefill_max_blocks = std::max(m.prefill_max_blocks, blocks_for(seq.context_len, bs));
-      m.prefill_max_queries = std::max(m.prefill_max_queries, seq.num_queries);
-    }
+    for (int s = m.num_decodes; s < num_seqs; ++s)
+      m.prefill_max_blocks = std::max(m.prefill_max_blocks, blocks_for(batch.sequences[s].context_len, bs));
     m.prefill_max_blocks = std::max(1, m.prefill_max_blocks);
     o_ptables = builder.add(pack_block_tables(batch, m.num_decodes, m.num_prefills, m.prefill_max_blocks, bs));
-    o_pstarts = builder.add(starts);
-    o_pnum = builder.add(nums);
-    o_plens = builder.add(plens);
-    if (m.num_decodes > 0)
-      decode_workspace_.reserve(std::max<size_t>(16, kernels::decode_attention_workspace_bytes(
-                                                         m.num_decodes, c.num_q_heads, c.head_dim, m.decode_max_context)));
+    size_t workspace_bytes = 0;
+    for (int i = 0; i < num_nano_ops; ++i) {
+      const nano_op& op = schedule.pipeline.nano_ops[i];
+      attention_slice& slice = slices_[i];
+      const op_kind kind = llama_op_graph().ops[op.op].kind;
+      if (kind == op_kind::decode_attention) {
+        slice.first = op.rows.begin;
+        slice.count = op.rows.size();
+        for (int s = op.rows.begin; s < op.rows.end; ++s) slice.max_context = std::max(slice.max_context, lens[s]);
+        slice.workspace_offset = workspace_bytes;
+        slice.workspace_bytes = std::max<size_t>(16, kernels::decode_attention_workspace_bytes(
+                                                         slice.count, c.num_q_heads, c.head_dim, slice.max_context));
+        workspace_bytes += (slice.workspace_bytes + 255) / 256 * 256;
+      } else if (kind == op_kind::prefill_attention) {
+        std::vector<int32_t> starts, nums, plens;  // [cut sequences] each
+        for (int s = m.num_decodes; s < num_seqs; ++s) {
+          const batch_sequence& seq = batch.sequences[s];
+          const int begin = std::max(seq.query_start, op.rows.begin);
+          const int end = std::min(seq.query_start + seq.num_queries, op.rows.end);
+          if (begin >= end) continue;
+          if (starts.empty()) slice.first = s - m.num_decodes;
+          starts.push_back(begin);
+          nums.push_back(end - begin);
+          plens.push_back(seq.context_len - (seq.query_start + seq.num_queries - end));
+          slice.max_queries = std::max(slice.max_queries, end - begin);
+        }
+        slice.count = static_cast<int>(starts.size());
+        slice.starts_offset = builder.add(starts);
+        slice.nums_offset = builder.add(nums);
+        slice.lens_offset = builder.add(plens);
+      }
+    }
+    decode_workspace_.reserve(std::max<size_t>(16, workspace_bytes));
   } else {
     std::vector<int32_t> row_sequence(n, 0), row_num_keys(n, 0);  // [num_tokens] each
     for (int s = 0; s < num_seqs; ++s) {
@@ -290,7 +430,7 @@ void cuda_backend::run(const model_batch& batch) {
   metadata_staging_.reserve(metadata_bytes);
   metadata_.reserve(metadata_bytes);
   std::memcpy(metadata_staging_.as<void>(), metadata_host_.data(), metadata_bytes);
-  profiler_.begin(step_op::metadata_copy);
+  profiler_.begin(step_op::metadata_copy, stream_);
   NF_CUDA_CHECK(cudaMemcpyAsync(metadata_.as<void>(), metadata_staging_.as<void>(), metadata_bytes,
                                 cudaMemcpyHostToDevice, stream_));
   profiler_.end();
@@ -303,89 +443,47 @@ void cuda_backend::run(const model_batch& batch) {
   m.decode_block_tables = i32(o_dtables);
   m.decode_context_lens = i32(o_dlens);
   m.prefill_block_tables = i32(o_ptables);
-  m.prefill_query_starts = i32(o_pstarts);
-  m.prefill_num_queries = i32(o_pnum);
-  m.prefill_context_lens = i32(o_plens);
   m.generic_block_tables = i32(o_gtables);
   m.row_sequence = i32(o_rseq);
   m.row_num_keys = i32(o_rkeys);
 
-  const int hidden = c.hidden_size, inter = c.intermediate_size;
+  const int hidden = c.hidden_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
   bf16* residual = residual_.as<bf16>();    // [n, hidden]
-  bf16* normed = normed_.as<bf16>();        // [n, hidden]
   bf16* projected = projected_.as<bf16>();  // [n, hidden]
-  bf16* qkv = qkv_.as<bf16>();              // [n, qkv_size]
-  const size_t layer_elements = size_t(num_kv_blocks_) * 2 * c.num_kv_heads * bs * c.head_dim;
 
-  profiler_.begin(step_op::embedding);
+  profiler_.begin(step_op::embedding, stream_);
   NF_CUDA_CHECK(kernels::embedding(m.token_ids, weights_.embed, residual, n, hidden, 0, stream_));
   profiler_.end();
-  for (int l = 0; l < c.num_layers; ++l) {
-    const cuda::device_layer_weights& w = weights_.layers[l];
-    bf16* kv_layer = kv_cache_.as<bf16>() + l * layer_elements;
-    profiler_.begin(step_op::norms);
-    if (l == 0) NF_CUDA_CHECK(kernels::rmsnorm(residual, w.input_norm, normed, n, hidden, eps, 0, stream_));
-    else NF_CUDA_CHECK(kernels::add_rmsnorm(residual, projected, w.input_norm, normed, n, hidden, eps, 0, stream_));
-    profiler_.end();
-    profiler_.begin(step_op::qkv_gemm);
-    NF_CUDA_CHECK(gemm_.run(normed, w.qkv, w.qkv_bias, qkv, n, c.qkv_size(), hidden, 0, stream_));
-    profiler_.end();
-    profiler_.begin(step_op::rope_kv_append);
-    NF_CUDA_CHECK(kernels::rope_kv_append(qkv, qkv + c.q_size(), qkv + c.q_size() + c.kv_size(), c.qkv_size(), m.positions,
-                                      m.slots, inv_freq_.as<float>(), n, c.num_q_heads, c.num_kv_heads, c.head_dim, bs,
-                                      kv_layer, 0, stream_));
-    profiler_.end();
-    profiler_.begin(step_op::q_copy);
-    NF_CUDA_CHECK(cudaMemcpy2DAsync(q_.as<bf16>(), c.q_size() * sizeof(bf16), qkv, c.qkv_size() * sizeof(bf16),
-                                    c.q_size() * sizeof(bf16), n, cudaMemcpyDeviceToDevice, stream_));
-    profiler_.end();
-    attention(batch, m, kv_layer);
-    profiler_.begin(step_op::o_gemm);
-    NF_CUDA_CHECK(gemm_.run(attention_out_.as<bf16>(), w.o, w.o_bias, projected, n, hidden, c.q_size(), 0, stream_));
-    profiler_.end();
-    profiler_.begin(step_op::norms);
-    NF_CUDA_CHECK(kernels::add_rmsnorm(residual, projected, w.post_attention_norm, normed, n, hidden, eps, 0, stream_));
-    profiler_.end();
-    profiler_.begin(step_op::gate_up_gemm);
-    NF_CUDA_CHECK(gemm_.run(normed, w.gate_up, w.gate_up_bias, gate_up_.as<bf16>(), n, 2 * inter, hidden, 0, stream_));
-    profiler_.end();
-    profiler_.begin(step_op::activation);
-    if (tuned_activation_) NF_CUDA_CHECK(kernels::silu_and_mul(gate_up_.as<bf16>(), activated_.as<bf16>(), n, inter, 0, stream_));
-    else NF_CUDA_CHECK(cuda::generic_silu_and_mul(gate_up_.as<bf16>(), activated_.as<bf16>(), n, inter, stream_));
-    profiler_.end();
-    profiler_.begin(step_op::down_gemm);
-    NF_CUDA_CHECK(gemm_.run(activated_.as<bf16>(), w.down, w.down_bias, projected, n, hidden, inter, 0, stream_));
-    profiler_.end();
-  }
+  executor_->run(schedule, [&](int node, const cuda::stream_lane& lane) {
+    run_nano_op(schedule.nano_op_of(node), node % num_nano_ops, schedule.layer_of(node), lane, m);
+  });
 
   // Only the rows that are sampled go through the final norm and the LM head (a row gather is an embedding lookup).
-  profiler_.begin(step_op::lm_head);
+  profiler_.begin(step_op::lm_head, stream_);
   if (num_sampled > 0) {
+    kernels::gemm_runner& gemm = *executor_->main_lane().gemm;
     NF_CUDA_CHECK(kernels::embedding(m.logit_rows, residual, sampled_residual_.as<bf16>(), num_sampled, hidden, 0, stream_));
     NF_CUDA_CHECK(kernels::embedding(m.logit_rows, projected, sampled_delta_.as<bf16>(), num_sampled, hidden, 0, stream_));
     NF_CUDA_CHECK(kernels::add_rmsnorm(sampled_residual_.as<bf16>(), sampled_delta_.as<bf16>(), weights_.final_norm,
-                                   sampled_normed_.as<bf16>(), num_sampled, hidden, eps, 0, stream_));
-    NF_CUDA_CHECK(gemm_.run(sampled_normed_.as<bf16>(), weights_.lm_head, nullptr, logits_.as<bf16>(), num_sampled,
-                        c.vocab_size, hidden, 0, stream_));
+                                       sampled_normed_.as<bf16>(), num_sampled, hidden, eps, 0, stream_));
+    NF_CUDA_CHECK(gemm.run(sampled_normed_.as<bf16>(), weights_.lm_head, nullptr, logits_.as<bf16>(), num_sampled,
+                           c.vocab_size, hidden, 0, stream_));
   }
   profiler_.end();
 }
 
 void cuda_backend::finish_step(const model_batch& batch) {
   NF_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  int num_decodes = 0;
-  while (num_decodes < int(batch.sequences.size()) && batch.sequences[num_decodes].num_queries == 1 &&
-         batch.sequences[num_decodes].query_start == num_decodes)
-    ++num_decodes;
-  profiler_.end_step(batch.num_tokens(), num_decodes, batch.num_tokens() - num_decodes);
+  const step_rows rows = rows_of_batch(batch);
+  profiler_.end_step(batch.num_tokens(), rows.num_decode, rows.num_prefill);
 }
 
 void cuda_backend::forward(const model_batch& batch, std::vector<float>& logits) {
   run(batch);
   const size_t count = batch.logit_rows.size() * size_t(config_.vocab_size);
   host_out_.reserve(std::max<size_t>(count * sizeof(bf16), 16));
-  profiler_.begin(step_op::sampling);
+  profiler_.begin(step_op::sampling, stream_);
   NF_CUDA_CHECK(cudaMemcpyAsync(host_out_.as<void>(), logits_.as<void>(), count * sizeof(bf16), cudaMemcpyDeviceToHost, stream_));
   profiler_.end();
   finish_step(batch);
@@ -398,7 +496,7 @@ void cuda_backend::forward_argmax(const model_batch& batch, std::vector<int32_t>
   run(batch);
   const int num_sampled = static_cast<int>(batch.logit_rows.size());
   host_out_.reserve(std::max<size_t>(num_sampled * sizeof(int32_t), 16));
-  profiler_.begin(step_op::sampling);
+  profiler_.begin(step_op::sampling, stream_);
   NF_CUDA_CHECK(cuda::argmax_rows(logits_.as<bf16>(), token_ids_.as<int32_t>(), num_sampled, config_.vocab_size, stream_));
   NF_CUDA_CHECK(cudaMemcpyAsync(host_out_.as<void>(), token_ids_.as<void>(), num_sampled * sizeof(int32_t),
                                 cudaMemcpyDeviceToHost, stream_));
@@ -418,11 +516,12 @@ double cuda_backend::measure_gemm_flops(int num_tokens) {
   cudaEvent_t start, stop;
   NF_CUDA_CHECK(cudaEventCreate(&start));
   NF_CUDA_CHECK(cudaEventCreate(&stop));
-  for (int i = 0; i < 3; ++i) NF_CUDA_CHECK(gemm_.run(x.as<bf16>(), w.as<bf16>(), nullptr, y.as<bf16>(), m, n, k, 0, stream_));
+  kernels::gemm_runner& gemm = *executor_->main_lane().gemm;
+  for (int i = 0; i < 3; ++i) NF_CUDA_CHECK(gemm.run(x.as<bf16>(), w.as<bf16>(), nullptr, y.as<bf16>(), m, n, k, 0, stream_));
   std::vector<float> times;
   for (int i = 0; i < 15; ++i) {
     NF_CUDA_CHECK(cudaEventRecord(start, stream_));
-    NF_CUDA_CHECK(gemm_.run(x.as<bf16>(), w.as<bf16>(), nullptr, y.as<bf16>(), m, n, k, 0, stream_));
+    NF_CUDA_CHECK(gemm.run(x.as<bf16>(), w.as<bf16>(), nullptr, y.as<bf16>(), m, n, k, 0, stream_));
     NF_CUDA_CHECK(cudaEventRecord(stop, stream_));
     NF_CUDA_CHECK(cudaEventSynchronize(stop));
     float ms = 0.0f;

@@ -1,18 +1,24 @@
 // The CUDA backend: the same forward pass as the CPU reference backend, in bf16 on one GPU with the kernels
 // of kernels/cuda (cuBLASLt GEMMs, fused RoPE + paged KV write, paged decode and prefill attention) and a
-// paged KV cache sized from the memory left after weights and activations. Greedy sampling runs on the device.
+// paged KV cache sized from the memory left after weights and activations. The layers run as a pipeline spec
+// (sequential, nano-batch or overlapped) through the stream executor, each nano-op on its rows, stream and SM
+// budget. Greedy sampling runs on the device.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <map>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "engine/backend.h"
 #include "engine/cuda/device_weights.h"
 #include "engine/cuda/step_profiler.h"
-#include "kernels/cuda/gemm.h"
+#include "engine/cuda/stream_executor.h"
+#include "pipeline/pipeline_spec.h"
+#include "pipeline/stream_schedule.h"
 
 namespace nf {
 
@@ -23,6 +29,7 @@ struct cuda_backend_options {
   int max_num_tokens = 8192;            // batch rows the activation buffers hold from the start (they grow past it)
   bool profile_ops = false;             // CUDA events around every op; a per-op table on stderr at the end
   bool show_progress = true;            // progress bar of the weight upload when stderr is a terminal
+  pipeline_spec schedule = sequential_spec(llama_op_graph());  // how each layer's operations run
 };
 
 class cuda_backend final : public backend {
@@ -42,22 +49,34 @@ class cuda_backend final : public backend {
 
   size_t weight_bytes() const { return weights_.storage.bytes(); }
   size_t kv_cache_bytes() const { return kv_cache_.bytes(); }
+  const pipeline_spec& schedule() const { return options_.schedule; }
 
  private:
-  struct step_metadata;  // device pointers into the step's metadata block
+  struct step_metadata;     // device pointers into the step's metadata block
+  struct attention_slice;   // an attention nano-op's sequences, cut to its rows
   void check_batch(const model_batch& batch) const;
   void reserve_activations(int num_rows, int num_sampled);
+  // The stream schedule of the spec for a step of these rows (cached per row counts).
+  const stream_schedule& schedule_for(step_rows rows);
   // Runs every layer and the LM head; leaves bf16 logits of the logit rows in logits_.
   void run(const model_batch& batch);
-  void attention(const model_batch& batch, const step_metadata& meta, __nv_bfloat16* kv_layer);
+  void run_nano_op(const nano_op& op, int nano_op_index, int layer, const cuda::stream_lane& lane,
+                   const step_metadata& meta);
+  void attention(const nano_op& op, int nano_op_index, __nv_bfloat16* kv_layer, int num_sms,
+                 const cuda::stream_lane& lane, const step_metadata& meta);
+  // A nano-op's SM budget as a kernel argument: <= 0 means the whole device.
+  int sm_budget_of(const nano_op& op) const;
   void finish_step(const model_batch& batch);
 
   model_config config_;
   cuda_backend_options options_;
   bool tuned_attention_ = false;  // head_dim and block size fit the tensor-core kernels
   bool tuned_activation_ = false;
+  int num_sms_ = 0;
   cudaStream_t stream_ = nullptr;
-  kernels::gemm_runner gemm_;
+  std::unique_ptr<cuda::stream_executor> executor_;
+  std::map<std::pair<int, int>, stream_schedule> schedules_;  // (decode rows, prefill rows) -> schedule
+  std::vector<attention_slice> slices_;                       // [num_nano_ops] of the current step
   cuda::device_weights weights_;
   cuda::memory_block inv_freq_;         // [head_dim / 2] float
   cuda::memory_block kv_cache_;         // [num_layers, num_kv_blocks, 2, num_kv_heads, block_size, head_dim] bf16
@@ -65,13 +84,13 @@ class cuda_backend final : public backend {
   // Activations, [rows, width] bf16 each; rows grow with the largest batch.
   cuda::memory_block residual_, normed_, projected_;  // [rows, hidden]
   cuda::memory_block qkv_;                            // [rows, q_size + 2 * kv_size]
-  cuda::memory_block q_, attention_out_;              // [rows, num_q_heads, head_dim]
+  cuda::memory_block q_, attention_out_;              // [rows, num_q_heads, head_dim] (q_: rotated queries)
   cuda::memory_block gate_up_;                        // [rows, 2 * intermediate]
   cuda::memory_block activated_;                      // [rows, intermediate]
   cuda::memory_block sampled_residual_, sampled_delta_, sampled_normed_;  // [num_sampled, hidden]
   cuda::memory_block logits_;                         // [num_sampled, vocab] bf16
   cuda::memory_block token_ids_;                      // [num_sampled] int32
-  cuda::memory_block decode_workspace_;               // decode_attention's split-KV partials
+  cuda::memory_block decode_workspace_;               // decode_attention's split-KV partials, one slice per nano-op
   cuda::memory_block metadata_;                       // the step's metadata on the device
   cuda::memory_block metadata_staging_{true};         // the same, pinned on the host
   cuda::memory_block host_out_{true};                 // pinned: logits (bf16) or token ids coming back

@@ -1,4 +1,4 @@
-// Step profiling: an event pool, per-op sums, and the representative-step table.
+// Step profiling: an event pool, per-op sums, per-stream busy time, and the representative-step report.
 #include "engine/cuda/step_profiler.h"
 
 #include <algorithm>
@@ -13,8 +13,7 @@ const char* step_op_name(step_op op) {
     case step_op::embedding: return "embedding";
     case step_op::norms: return "rmsnorm / add_rmsnorm";
     case step_op::qkv_gemm: return "QKV GEMM";
-    case step_op::rope_kv_append: return "rope_kv_append";
-    case step_op::q_copy: return "Q copy (strided)";
+    case step_op::rope_kv_append: return "rope_kv_append (+ packed Q)";
     case step_op::decode_attention: return "decode attention";
     case step_op::prefill_attention: return "prefill attention";
     case step_op::o_gemm: return "O GEMM";
@@ -41,23 +40,23 @@ cudaEvent_t step_profiler::event(size_t index) {
   return events_[index];
 }
 
-void step_profiler::begin_step(cudaStream_t stream) {
+void step_profiler::begin_step(cudaStream_t main_stream) {
   if (!enabled_) return;
-  stream_ = stream;
   num_events_ = 0;
-  event_ops_.clear();
+  launches_.clear();
   forward_start_ = std::chrono::steady_clock::now();
+  NF_CUDA_CHECK(cudaEventRecord(event(num_events_++), main_stream));
 }
 
-void step_profiler::begin(step_op op) {
+void step_profiler::begin(step_op op, cudaStream_t stream, int lane, const std::string* label, int layer) {
   if (!enabled_) return;
-  event_ops_.push_back(op);
-  NF_CUDA_CHECK(cudaEventRecord(event(num_events_++), stream_));
+  launches_.push_back({op, stream, lane, label, layer});
+  NF_CUDA_CHECK(cudaEventRecord(event(num_events_++), stream));
 }
 
 void step_profiler::end() {
   if (!enabled_) return;
-  NF_CUDA_CHECK(cudaEventRecord(event(num_events_++), stream_));
+  NF_CUDA_CHECK(cudaEventRecord(event(num_events_++), launches_.back().stream));
 }
 
 void step_profiler::end_step(int num_tokens, int num_decodes, int num_prefill_tokens) {
@@ -67,21 +66,27 @@ void step_profiler::end_step(int num_tokens, int num_decodes, int num_prefill_to
   r.num_tokens = num_tokens;
   r.num_decodes = num_decodes;
   r.num_prefill_tokens = num_prefill_tokens;
-  for (size_t i = 0; i + 1 < num_events_; i += 2) {
-    float ms = 0.0f;
-    NF_CUDA_CHECK(cudaEventElapsedTime(&ms, events_[i], events_[i + 1]));
-    r.op_ms[static_cast<int>(event_ops_[i / 2])] += ms;
-  }
-  if (num_events_ >= 2) {
-    float span = 0.0f;
-    NF_CUDA_CHECK(cudaEventElapsedTime(&span, events_[0], events_[num_events_ - 1]));
-    r.gpu_span_ms = span;
+  std::vector<timed_launch> timeline;
+  for (size_t i = 0; i < launches_.size(); ++i) {
+    const launch& l = launches_[i];
+    float start = 0.0f, end = 0.0f;
+    NF_CUDA_CHECK(cudaEventElapsedTime(&start, events_[0], events_[1 + 2 * i]));
+    NF_CUDA_CHECK(cudaEventElapsedTime(&end, events_[0], events_[2 + 2 * i]));
+    r.op_ms[static_cast<int>(l.op)] += end - start;
+    if (static_cast<int>(r.lane_busy_ms.size()) <= l.lane) r.lane_busy_ms.resize(l.lane + 1, 0.0);
+    r.lane_busy_ms[l.lane] += end - start;
+    r.gpu_span_ms = std::max(r.gpu_span_ms, double(end));
+    timeline.push_back({l.label ? *l.label : step_op_name(l.op), l.lane, l.layer, start, end});
   }
   r.host_forward_ms = std::chrono::duration<double, std::milli>(now - forward_start_).count();
   r.host_between_ms = has_previous_ ? std::chrono::duration<double, std::milli>(forward_start_ - previous_end_).count() : 0.0;
   previous_end_ = now;
   has_previous_ = true;
-  records_.push_back(r);
+  if (num_tokens >= timeline_tokens_) {
+    timeline_tokens_ = num_tokens;
+    timeline_ = std::move(timeline);
+  }
+  records_.push_back(std::move(r));
 }
 
 void step_profiler::report(std::FILE* out) const {
@@ -97,30 +102,56 @@ void step_profiler::report(std::FILE* out) const {
     mean.num_decodes += r.num_decodes;
     mean.num_prefill_tokens += r.num_prefill_tokens;
     for (int i = 0; i < num_ops; ++i) mean.op_ms[i] += r.op_ms[i];
+    if (mean.lane_busy_ms.size() < r.lane_busy_ms.size()) mean.lane_busy_ms.resize(r.lane_busy_ms.size(), 0.0);
+    for (size_t i = 0; i < r.lane_busy_ms.size(); ++i) mean.lane_busy_ms[i] += r.lane_busy_ms[i];
     mean.gpu_span_ms += r.gpu_span_ms;
     mean.host_forward_ms += r.host_forward_ms;
     mean.host_between_ms += r.host_between_ms;
   }
   const double n = count;
-  double ops_total = 0.0;
-  for (double& ms : mean.op_ms) ops_total += ms /= n;
+  for (double& ms : mean.op_ms) ms /= n;
+  for (double& ms : mean.lane_busy_ms) ms /= n;
   mean.gpu_span_ms /= n;
   mean.host_forward_ms /= n;
   mean.host_between_ms /= n;
   const double step_ms = mean.host_forward_ms + mean.host_between_ms;
   std::fprintf(out, "\n== CUDA backend step profile: %d of %zu steps had %d tokens (mean %.1f decodes, %.1f prefill tokens) ==\n",
                count, records_.size(), max_tokens, mean.num_decodes / n, mean.num_prefill_tokens / n);
-  std::fprintf(out, "| operation | ms / step | share of step |\n| --- | --- | --- |\n");
+  std::fprintf(out, "| operation | ms / step (summed over streams) | share of step |\n| --- | --- | --- |\n");
   for (int i = 0; i < num_ops; ++i)
     std::fprintf(out, "| %s | %.3f | %.1f%% |\n", step_op_name(static_cast<step_op>(i)), mean.op_ms[i],
                  100.0 * mean.op_ms[i] / step_ms);
-  std::fprintf(out, "| GPU idle between launches (span - ops) | %.3f | %.1f%% |\n", mean.gpu_span_ms - ops_total,
-               100.0 * (mean.gpu_span_ms - ops_total) / step_ms);
+  for (size_t i = 0; i < mean.lane_busy_ms.size(); ++i)
+    std::fprintf(out, "| stream %zu busy | %.3f | %.1f%% of the GPU span |\n", i, mean.lane_busy_ms[i],
+                 100.0 * mean.lane_busy_ms[i] / mean.gpu_span_ms);
+  std::fprintf(out, "| GPU span (step start to last launch end) | %.3f | %.1f%% |\n", mean.gpu_span_ms,
+               100.0 * mean.gpu_span_ms / step_ms);
   std::fprintf(out, "| host in forward outside the GPU span | %.3f | %.1f%% |\n", mean.host_forward_ms - mean.gpu_span_ms,
                100.0 * (mean.host_forward_ms - mean.gpu_span_ms) / step_ms);
   std::fprintf(out, "| host between forward calls (engine) | %.3f | %.1f%% |\n", mean.host_between_ms,
                100.0 * mean.host_between_ms / step_ms);
   std::fprintf(out, "| whole step (forward + between) | %.3f | 100%% |\n", step_ms);
+
+  // One middle layer of the latest largest step, per stream, relative to that layer's first launch.
+  int max_layer = -1;
+  for (const timed_launch& t : timeline_) max_layer = std::max(max_layer, t.layer);
+  if (max_layer < 0) return;
+  const int layer = max_layer / 2;
+  double origin = 1e300;
+  for (const timed_launch& t : timeline_)
+    if (t.layer == layer) origin = std::min(origin, t.start_ms);
+  std::fprintf(out, "\n== timeline of layer %d of one %d-token step (ms from the layer's first launch) ==\n", layer,
+               timeline_tokens_);
+  std::fprintf(out, "| stream | nano-op | start | end | duration |\n| --- | --- | --- | --- | --- |\n");
+  std::vector<const timed_launch*> rows;
+  for (const timed_launch& t : timeline_)
+    if (t.layer == layer) rows.push_back(&t);
+  std::stable_sort(rows.begin(), rows.end(), [](const timed_launch* a, const timed_launch* b) {
+    return a->lane != b->lane ? a->lane < b->lane : a->start_ms < b->start_ms;
+  });
+  for (const timed_launch* t : rows)
+    std::fprintf(out, "| %d | %s | %.3f | %.3f | %.3f |\n", t->lane, t->label.c_str(), t->start_ms - origin,
+                 t->end_ms - origin, t->end_ms - t->start_ms);
 }
 
 }  // namespace nf::cuda

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The pipeline ablation on the GPU (run from the repository root, like gpu_check.sh): `nanoflow bench throughput`
+# on the CUDA backend with Llama-3-8B dummy weights, for every schedule x workload, one log and JSON each, then a
+# table of total tokens/s, fraction of the compute-bound ceiling and speed-up over the first schedule.
+# Usage: scripts/ablation.sh OUT_DIR [BUNDLE_DIR]
+#   SCHEDULES   (default "sequential nanobatch overlap"): names of configs/pipelines or spec paths
+#   WORKLOADS   (default "fixed splitwise_conv lmsys sharegpt"): "fixed" is --input-len 1024 --output-len 512
+#   NUM_PROMPTS (default 2000), BENCH_TIMEOUT (seconds per run, default 300), EXTRA_ARGS (added to every run),
+#   PROFILE_SCHEDULES (schedules also run once with --profile-ops on the fixed workload, 300 prompts).
+set -uo pipefail
+out=${1:?usage: ablation.sh OUT_DIR [BUNDLE_DIR]}
+here="$(cd "$(dirname "$0")" && pwd)"
+bundle="$(cd "${2:-$here/..}" && pwd)"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+schedules=${SCHEDULES:-"sequential nanobatch overlap"}
+workloads=${WORKLOADS:-"fixed splitwise_conv lmsys sharegpt"}
+num_prompts=${NUM_PROMPTS:-2000}
+bench_timeout=${BENCH_TIMEOUT:-300}
+read -r -a extra <<< "${EXTRA_ARGS:-}"
+
+run_one() {  # log name, args...
+  local name=$1
+  shift
+  timeout "$bench_timeout" "$bundle/bin/nanoflow" bench throughput --backend cuda --load-format dummy \
+    --model configs/models/llama3-8b --no-progress --output-json "$out/$name.json" "${extra[@]}" "$@" \
+    > "$out/$name.log" 2>&1
+  echo "$name rc=$?" >> "$out/runs.txt"
+}
+
+for workload in $workloads; do
+  if [ "$workload" = fixed ]; then args=(--input-len 1024 --output-len 512); else args=(--trace "data/traces/$workload.csv"); fi
+  for schedule in $schedules; do
+    run_one "${workload}__$(basename "$schedule" .json)" "${args[@]}" --num-prompts "$num_prompts" --schedule "$schedule"
+  done
+done
+for schedule in ${PROFILE_SCHEDULES:-}; do
+  run_one "profile__$(basename "$schedule" .json)" --input-len 1024 --output-len 512 --num-prompts 300 \
+    --schedule "$schedule" --profile-ops
+done
+
+python3 - "$out" "$schedules" "$workloads" <<'PY' | tee "$out/ablation.md"
+import json, os, sys
+out, schedules, workloads = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+names = [os.path.basename(s).removesuffix(".json") for s in schedules]
+print("| workload | schedule | total tokens/s | fraction of ceiling | vs " + names[0] + " | steps | elapsed s |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+for w in workloads:
+    base = None
+    for n in names:
+        path = os.path.join(out, f"{w}__{n}.json")
+        if not os.path.exists(path):
+            print(f"| {w} | {n} | (no result) | | | | |")
+            continue
+        r = json.load(open(path))
+        tps = r.get("total_tokens_per_s") or r.get("total_throughput") or 0.0
+        frac = r.get("fraction_of_ceiling", 0.0)
+        base = base or tps
+        print(f"| {w} | {n} | {tps:.0f} | {100 * frac:.1f}% | {tps / base:.3f}x | {r.get('steps', '')} | "
+              f"{r.get('elapsed_s', 0):.1f} |")
+PY
