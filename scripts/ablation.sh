@@ -29,21 +29,30 @@ run_one() {  # log name, args...
   echo "$name rc=$?" >> "$out/runs.txt"
 }
 
+label_of() {  # a schedule's label in file names: its name, or parent-folder_name for a spec path
+  case "$1" in
+    */*) echo "$(basename "$(dirname "$1")")_$(basename "$1" .json)" ;;
+    *) basename "$1" .json ;;
+  esac
+}
+
 for workload in $workloads; do
   if [ "$workload" = fixed ]; then args=(--input-len 1024 --output-len 512); else args=(--trace "data/traces/$workload.csv"); fi
   for schedule in $schedules; do
-    run_one "${workload}__$(basename "$schedule" .json)" "${args[@]}" --num-prompts "$num_prompts" --schedule "$schedule"
+    run_one "${workload}__$(label_of "$schedule")" "${args[@]}" --num-prompts "$num_prompts" --schedule "$schedule"
   done
 done
 for schedule in ${PROFILE_SCHEDULES:-}; do
-  run_one "profile__$(basename "$schedule" .json)" --input-len 1024 --output-len 512 --num-prompts 300 \
+  run_one "profile__$(label_of "$schedule")" --input-len 1024 --output-len 512 --num-prompts 300 \
     --schedule "$schedule" --profile-ops
 done
 
-python3 - "$out" "$schedules" "$workloads" <<'PY' | tee "$out/ablation.md"
+labels=""
+for schedule in $schedules; do labels="$labels $(label_of "$schedule")"; done
+python3 - "$out" "$labels" "$workloads" <<'PY' | tee "$out/ablation.md"
 import json, os, sys
 out, schedules, workloads = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
-names = [os.path.basename(s).removesuffix(".json") for s in schedules]
+names = schedules
 print("| workload | schedule | total tokens/s | fraction of ceiling | vs " + names[0] + " | steps | elapsed s |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
 for w in workloads:

@@ -30,7 +30,7 @@ struct model_options {
 // Options of the continuous-batching engine, shared by `bench throughput` and `serve`.
 struct engine_cli_options {
   int max_num_batched_tokens = 2048;
-  int max_num_seqs = 256;
+  int max_num_seqs = 1024;
   bool disable_prefix_caching = false;
   bool sync_loop = false;
   bool priority_scheduling = false;
