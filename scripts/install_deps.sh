@@ -7,6 +7,7 @@ packages=(
   libsentencepiece-dev sentencepiece libpcre2-dev libopenblas-dev
   libgtest-dev libgmock-dev libicu-dev
   libcpp-httplib-dev curl
+  coinor-libcbc-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,156 @@
+// The search driver: candidates, both stages, the winning spec and its prediction.
+#include "tune/search.h"
+
+#include <fstream>
+
+#include "core/error.h"
+#include "pipeline/validator.h"
+#include "tune/stage1.h"
+#include "tune/stage2.h"
+
+namespace nf {
+
+namespace {
+
+void check_inputs(const operation_profile& profile, const op_graph& graph, const tune_options& options) {
+  const workload_point& w = options.workload;
+  if (options.max_nano_batches < 1 || options.max_nano_batches > 4)
+    fail("tune: the number of nano-batches must be 1 to 4, not {}", options.max_nano_batches);
+  if (w.num_decode < 0 || w.num_prefill < 0) fail("tune: negative decode or prefill row count");
+  if (w.num_decode + w.num_prefill == 0) fail("tune: the workload has no rows");
+  if (w.num_decode + w.num_prefill > profile.dense_budget)
+    fail("tune: the workload has {} rows, more than the profile's dense budget of {}", w.num_decode + w.num_prefill,
+         profile.dense_budget);
+  if (!(w.mean_decode_context >= 0.0)) fail("tune: the mean decode context must be at least 0");
+  if (w.num_decode > 0 && !(w.mean_decode_context >= 1.0))
+    fail("tune: give the mean decode context of the {} decode rows", w.num_decode);
+  if (!(options.stage1_time_limit_s > 0.0 && options.stage2_time_limit_s > 0.0))
+    fail("tune: the solver time limits must be positive");
+  for (const op_node& op : graph.ops)
+    if (!profile.timing_of(op.name)) fail("tune: the profile has no timing of operation \"{}\"", op.name);
+}
+
+budget_model budgets_of(const operation_profile& profile, const op_graph& graph, const schedule_problem& problem,
+                        double mean_context) {
+  budget_model model;
+  model.num_sms = profile.num_sms;
+  model.sm_budgets = profile.sm_budgets;
+  for (const search_node& node : problem.nodes) {
+    std::vector<double> times;
+    for (int budget : profile.sm_budgets)
+      times.push_back(profile.time_us(graph, node.op, node.num_rows, budget, mean_context));
+    model.time_us.push_back(std::move(times));
+  }
+  model.interference = [&profile, &graph, &problem](int c, int m, int bc, int bm) {
+    return profile.interference_at(graph, problem.nodes[c].op, problem.nodes[m].op, profile.sm_budgets[bc],
+                                   profile.sm_budgets[bm]);
+  };
+  return model;
+}
+
+}  // namespace
+
+nlohmann::json tune_result::prediction_json() const {
+  using json = nlohmann::json;
+  json doc;
+  doc["spec"] = spec.name;
+  doc["gpu"] = gpu;
+  doc["workload"] = {{"num_decode", workload.num_decode},
+                     {"num_prefill", workload.num_prefill},
+                     {"mean_decode_context", workload.mean_decode_context}};
+  doc["num_nano_batches"] = problem.num_nano_batches();
+  doc["cuts"] = problem.cuts;
+  doc["num_layers"] = num_layers;
+  doc["per_layer_us"] = per_layer_us();
+  doc["per_step_us"] = per_step_us();
+  doc["per_step_note"] = "decoder layers only: (num_layers - 1) * per_layer_us + one layer's span";
+  doc["stage1_per_layer_us"] = stage1.period_us;
+  json timeline = json::object();
+  for (int stream = 0; stream < num_search_streams; ++stream) {
+    json entries = json::array();
+    for (int node : schedule.stream_orders[stream]) {
+      if (schedule.duration_us[node] <= 0.0) continue;
+      entries.push_back({{"nano_op", problem.nodes[node].name},
+                         {"rows", problem.nodes[node].num_rows},
+                         {"start_us", schedule.start_us[node]},
+                         {"end_us", schedule.start_us[node] + schedule.duration_us[node]},
+                         {"sm_count", schedule.sm_counts[node]}});
+    }
+    timeline[spec.streams[stream]] = entries;
+  }
+  doc["timeline"] = timeline;
+  json all = json::array();
+  for (const tune_candidate& c : candidates)
+    all.push_back({{"cuts", c.cuts},
+                   {"stage1_per_layer_us", c.stage1_period_us},
+                   {"stage2_per_layer_us", c.stage2_period_us},
+                   {"stage1_optimal", c.stage1_optimal},
+                   {"stage2_optimal", c.stage2_optimal}});
+  doc["candidates"] = all;
+  return doc;
+}
+
+tune_result search_pipeline(const operation_profile& profile, const op_graph& graph, const tune_options& options) {
+  check_inputs(profile, graph, options);
+  const workload_point& w = options.workload;
+  const step_rows rows{w.num_decode, w.num_prefill};
+  tune_result best;
+  bool found = false;
+  std::vector<tune_candidate> candidates;
+  for (const std::vector<double>& cuts : candidate_cuts(options.max_nano_batches, rows)) {
+    tune_result trial;
+    trial.problem = make_schedule_problem(graph, cuts, rows);
+    std::vector<double> alone;
+    for (const search_node& node : trial.problem.nodes)
+      alone.push_back(profile.time_us(graph, node.op, node.num_rows, profile.num_sms, w.mean_decode_context));
+    tune_candidate candidate{cuts};
+    trial.stage1 = solve_stage1(trial.problem, alone, options.stage1_time_limit_s);
+    if (trial.stage1.stream_orders.empty()) {
+      candidates.push_back(candidate);
+      continue;
+    }
+    candidate.stage1_period_us = trial.stage1.period_us;
+    candidate.stage1_optimal = trial.stage1.status == milp_status::optimal;
+    const budget_model budgets = budgets_of(profile, graph, trial.problem, w.mean_decode_context);
+    trial.schedule = solve_stage2(trial.problem, trial.stage1, budgets, options.stage2_time_limit_s);
+    candidates.push_back(candidate);
+    if (trial.schedule.stream_orders.empty()) continue;
+    candidates.back().stage2_period_us = trial.schedule.period_us;
+    candidates.back().stage2_optimal = trial.schedule.status == milp_status::optimal;
+    if (!found || trial.schedule.period_us < best.schedule.period_us) {
+      best = std::move(trial);
+      found = true;
+    }
+  }
+  if (!found)
+    fail("tune: the solver found no schedule within its time limits ({} s and {} s per candidate)",
+         options.stage1_time_limit_s, options.stage2_time_limit_s);
+  best.candidates = std::move(candidates);
+  best.gpu = profile.gpu;
+  best.workload = w;
+  best.num_layers = profile.shape.num_layers;
+  const std::string description = fmt::format(
+      "searched for {} decode rows (mean context {}) and {} prefill rows on {}: {} nano-batches, predicted {:.1f} us "
+      "per layer",
+      w.num_decode, w.mean_decode_context, w.num_prefill, profile.gpu, best.problem.num_nano_batches(),
+      best.per_layer_us());
+  best.spec = make_spec(graph, best.problem, best.schedule.stream_orders, best.schedule.sm_counts,
+                        options.spec_name, description);
+  const std::vector<std::string> problems = validate_spec(best.spec, graph);
+  NF_CHECK(problems.empty(), "the searched spec is invalid: {}", join_problems(problems));
+  return best;
+}
+
+void write_tune_result(const tune_result& result, const std::filesystem::path& spec_path,
+                       const std::filesystem::path& prediction_path) {
+  auto write = [](const std::filesystem::path& path, const nlohmann::json& doc) {
+    std::ofstream file(path);
+    if (!file) fail("tune: cannot write {}", path.string());
+    file << doc.dump(2) << "\n";
+    if (!file) fail("tune: writing {} failed", path.string());
+  };
+  write(spec_path, to_json(result.spec));
+  write(prediction_path, result.prediction_json());
+}
+
+}  // namespace nf
