@@ -27,6 +27,8 @@ void model_options::add_to(CLI::App& command) {
                      "cuda: share of device memory for weights, activations and the KV cache")
       ->check(CLI::Range(0.01, 1.0));
   command.add_flag("--profile-ops", profile_ops, "cuda: time every op with events; print a per-op table at exit");
+  command.add_flag("--enforce-eager", enforce_eager,
+                   "cuda: launch every kernel eagerly (no CUDA graphs for decode-only steps)");
 #else
   command.add_option("--backend", backend, "where the model runs (this build has no CUDA)")
       ->check(CLI::IsMember({"cpu"}));
@@ -69,6 +71,7 @@ std::unique_ptr<backend> load_backend(const model_options& options) {
     cuda_options.kv_cache_tokens = options.kv_cache_tokens;
     cuda_options.gpu_memory_utilization = options.gpu_memory_utilization;
     cuda_options.profile_ops = options.profile_ops;
+    cuda_options.cuda_graphs = !options.enforce_eager;
     cuda::weight_source source;
     source.dummy = options.load_format == "dummy";
     source.dummy_seed = options.dummy_seed;

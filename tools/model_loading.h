@@ -22,6 +22,7 @@ struct model_options {
   uint64_t dummy_seed = 0;
   double gpu_memory_utilization = 0.90;  // cuda: share of device memory for weights, activations and KV cache
   bool profile_ops = false;              // cuda: per-op timing table of a representative step on exit
+  bool enforce_eager = false;            // cuda: no CUDA graphs, every kernel launched eagerly
   std::string schedule = "sequential";  // pipeline spec: sequential, nanobatch, overlap, or a spec file's path
 
   void add_to(CLI::App& command);

@@ -155,6 +155,7 @@ cuda_backend::cuda_backend(const model_config& config, const cuda::weight_source
 
 cuda_backend::~cuda_backend() {
   profiler_.report(stderr);
+  clear_graphs();
   executor_.reset();
   if (stream_) cudaStreamDestroy(stream_);
 }
@@ -175,6 +176,11 @@ int cuda_backend::sm_budget_of(const nano_op& op) const {
 
 void cuda_backend::reserve_activations(int rows, int num_sampled) {
   const model_config& c = config_;
+  const std::vector<const void*> before = {residual_.as<void>(), normed_.as<void>(), projected_.as<void>(), qkv_.as<void>(),
+                                           q_.as<void>(), attention_out_.as<void>(), gate_up_.as<void>(),
+                                           activated_.as<void>(), sampled_residual_.as<void>(),
+                                           sampled_delta_.as<void>(), sampled_normed_.as<void>(), logits_.as<void>(),
+                                           token_ids_.as<void>()};
   const size_t r = rows, e = sizeof(bf16);
   for (cuda::memory_block* b : {&residual_, &normed_, &projected_}) b->reserve(r * c.hidden_size * e);
   qkv_.reserve(r * c.qkv_size() * e);
@@ -186,6 +192,12 @@ void cuda_backend::reserve_activations(int rows, int num_sampled) {
   for (cuda::memory_block* b : {&sampled_residual_, &sampled_delta_, &sampled_normed_}) b->reserve(s * c.hidden_size * e);
   logits_.reserve(s * c.vocab_size * e);
   token_ids_.reserve(s * sizeof(int32_t));
+  const std::vector<const void*> after = {residual_.as<void>(), normed_.as<void>(), projected_.as<void>(), qkv_.as<void>(),
+                                          q_.as<void>(), attention_out_.as<void>(), gate_up_.as<void>(),
+                                          activated_.as<void>(), sampled_residual_.as<void>(),
+                                          sampled_delta_.as<void>(), sampled_normed_.as<void>(), logits_.as<void>(),
+                                          token_ids_.as<void>()};
+  if (before != after) clear_graphs();  // captured graphs hold the old addresses
 }
 
 void cuda_backend::check_batch(const model_batch& batch) const {
@@ -228,7 +240,7 @@ void cuda_backend::attention(const nano_op& op, int index, bf16* kv_layer, int n
     a.block_tables = m.decode_block_tables + size_t(slice.first) * m.decode_max_blocks;
     a.context_lens = m.decode_context_lens + slice.first;
     a.out = attention_out_.as<bf16>() + size_t(slice.first) * c.q_size();
-    a.workspace = reinterpret_cast<float*>(decode_workspace_.as<std::byte>() + slice.workspace_offset);
+    a.workspace = reinterpret_cast<float*>(step_workspace_ + slice.workspace_offset);
     a.workspace_bytes = slice.workspace_bytes;
     a.num_seqs = slice.count;
     a.num_q_heads = c.num_q_heads;
@@ -242,7 +254,7 @@ void cuda_backend::attention(const nano_op& op, int index, bf16* kv_layer, int n
     NF_CUDA_CHECK(kernels::decode_attention(a, lane.stream));
     return;
   }
-  const std::byte* base = metadata_.as<std::byte>();
+  const std::byte* base = step_metadata_base_;
   kernels::prefill_attention_args a;
   a.q = q_.as<bf16>();
   a.kv_cache = kv_layer;
@@ -342,22 +354,108 @@ void cuda_backend::run_nano_op(const nano_op& op, int index, int layer, const cu
   profiler_.end();
 }
 
-void cuda_backend::run(const model_batch& batch) {
+namespace {
+
+// Decode-only steps run as CUDA graphs of these padded sizes (rows) ...
+constexpr int graph_row_buckets[] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256,
+                                     320, 384, 448, 512, 640, 768, 896, 1024};
+// ... and of the longest context rounded up to a multiple of this (the decode kernel skips empty chunks).
+constexpr int graph_context_quantum = 2048;
+constexpr int graph_max_context = 16384;
+
+int graph_rows_for(int rows) {
+  for (int bucket : graph_row_buckets)
+    if (rows <= bucket) return bucket;
+  return 0;
+}
+
+// The batch with `rows - batch rows` padding decodes appended: one token at position 0 over a one-token context
+// on block 0 (finite data, never written: the slot is -1), its logits computed and ignored.
+model_batch padded_decode_batch(const model_batch& batch, int rows) {
+  model_batch padded = batch;
+  for (int r = batch.num_tokens(); r < rows; ++r) {
+    padded.token_ids.push_back(0);
+    padded.positions.push_back(0);
+    padded.slots.push_back(-1);
+    padded.sequences.push_back({r, 1, 1, {0}});
+    padded.logit_rows.push_back(r);
+  }
+  return padded;
+}
+
+}  // namespace
+
+bool cuda_backend::graph_eligible(const model_batch& batch, step_rows rows) const {
+  if (!options_.cuda_graphs || !tuned_attention_ || profiler_.enabled() || rows.num_prefill != 0) return false;
+  if (graph_rows_for(rows.num_decode) == 0 || batch.logit_rows.size() != size_t(rows.num_decode)) return false;
+  for (const batch_sequence& seq : batch.sequences)
+    if (seq.context_len > graph_max_context) return false;
+  return true;
+}
+
+void cuda_backend::run(const model_batch& batch, bool argmax) {
   check_batch(batch);
+  const step_rows rows = rows_of_batch(batch);
+  if (graph_eligible(batch, rows)) {
+    run_graph(batch, rows, argmax);
+    return;
+  }
+  const int num_sampled = static_cast<int>(batch.logit_rows.size());
+  reserve_activations(batch.num_tokens(), std::max(1, num_sampled));
+  profiler_.begin_step(stream_);
+  const stream_schedule& schedule = schedule_for(rows);
+  step_metadata m;
+  prepare(batch, schedule, 0, metadata_, decode_workspace_, m);
+  enqueue(batch.num_tokens(), num_sampled, schedule, m, argmax);
+}
+
+void cuda_backend::run_graph(const model_batch& batch, step_rows rows, bool argmax) {
+  const int padded_rows = graph_rows_for(rows.num_decode);
+  int max_context = 0;
+  for (const batch_sequence& seq : batch.sequences) max_context = std::max(max_context, seq.context_len);
+  const int context = (max_context + graph_context_quantum - 1) / graph_context_quantum * graph_context_quantum;
+  const model_batch padded = padded_decode_batch(batch, padded_rows);
+  reserve_activations(padded_rows, padded_rows);
+  const stream_schedule& schedule = schedule_for({padded_rows, 0});
+  // Every graph reads the one graph metadata block and writes the one graph workspace: when either must grow,
+  // the graphs captured with the old addresses go.
+  const void* metadata_before = graph_metadata_.as<void>();
+  const void* workspace_before = graph_workspace_.as<void>();
+  step_metadata m;
+  prepare(padded, schedule, context, graph_metadata_, graph_workspace_, m);
+  if (graph_metadata_.as<void>() != metadata_before || graph_workspace_.as<void>() != workspace_before) clear_graphs();
+  const auto key = std::make_tuple(padded_rows, context, argmax);
+  auto it = graphs_.find(key);
+  if (it == graphs_.end()) {
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    NF_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    enqueue(padded_rows, padded_rows, schedule, m, argmax);
+    NF_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    NF_CUDA_CHECK(status);
+    it = graphs_.emplace(key, exec).first;
+  }
+  NF_CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+}
+
+void cuda_backend::clear_graphs() {
+  for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
+  graphs_.clear();
+}
+
+void cuda_backend::prepare(const model_batch& batch, const stream_schedule& schedule, int fixed_context,
+                           cuda::memory_block& metadata, cuda::memory_block& workspace, step_metadata& m) {
   const model_config& c = config_;
   const int n = batch.num_tokens();
-  const int num_sampled = static_cast<int>(batch.logit_rows.size());
   const int bs = options_.block_size;
   const int num_seqs = static_cast<int>(batch.sequences.size());
-  reserve_activations(n, std::max(1, num_sampled));
-  const step_rows rows = rows_of_batch(batch);
-  const stream_schedule& schedule = schedule_for(rows);
   const int num_nano_ops = schedule.num_nano_ops();
-  profiler_.begin_step(stream_);
+  const step_rows rows = schedule.pipeline.rows;
 
   // Metadata: build on the host, one copy into pinned memory, one async copy to the device.
   metadata_builder builder(metadata_host_);
-  step_metadata m;
   const size_t o_tokens = builder.add(batch.token_ids), o_positions = builder.add(batch.positions),
                o_slots = builder.add(batch.slots), o_rows = builder.add(batch.logit_rows);
   size_t o_dtables = 0, o_dlens = 0, o_ptables = 0, o_gtables = 0, o_rseq = 0, o_rkeys = 0;
@@ -371,6 +469,7 @@ void cuda_backend::run(const model_batch& batch) {
       lens.push_back(len);
       m.decode_max_context = std::max(m.decode_max_context, len);
     }
+    if (fixed_context > 0) m.decode_max_context = fixed_context;
     m.decode_max_blocks = std::max(1, blocks_for(m.decode_max_context, bs));
     o_dtables = builder.add(pack_block_tables(batch, 0, m.num_decodes, m.decode_max_blocks, bs));
     o_dlens = builder.add(lens);
@@ -387,6 +486,7 @@ void cuda_backend::run(const model_batch& batch) {
         slice.first = op.rows.begin;
         slice.count = op.rows.size();
         for (int s = op.rows.begin; s < op.rows.end; ++s) slice.max_context = std::max(slice.max_context, lens[s]);
+        if (fixed_context > 0) slice.max_context = fixed_context;
         slice.workspace_offset = workspace_bytes;
         slice.workspace_bytes = std::max<size_t>(16, kernels::decode_attention_workspace_bytes(
                                                          slice.count, c.num_q_heads, c.head_dim, slice.max_context));
@@ -410,7 +510,7 @@ void cuda_backend::run(const model_batch& batch) {
         slice.lens_offset = builder.add(plens);
       }
     }
-    decode_workspace_.reserve(std::max<size_t>(16, workspace_bytes));
+    workspace.reserve(std::max<size_t>(16, workspace_bytes));
   } else {
     std::vector<int32_t> row_sequence(n, 0), row_num_keys(n, 0);  // [num_tokens] each
     for (int s = 0; s < num_seqs; ++s) {
@@ -428,13 +528,15 @@ void cuda_backend::run(const model_batch& batch) {
   }
   const size_t metadata_bytes = metadata_host_.size();
   metadata_staging_.reserve(metadata_bytes);
-  metadata_.reserve(metadata_bytes);
+  metadata.reserve(metadata_bytes);
   std::memcpy(metadata_staging_.as<void>(), metadata_host_.data(), metadata_bytes);
   profiler_.begin(step_op::metadata_copy, stream_);
-  NF_CUDA_CHECK(cudaMemcpyAsync(metadata_.as<void>(), metadata_staging_.as<void>(), metadata_bytes,
+  NF_CUDA_CHECK(cudaMemcpyAsync(metadata.as<void>(), metadata_staging_.as<void>(), metadata_bytes,
                                 cudaMemcpyHostToDevice, stream_));
   profiler_.end();
-  const std::byte* base = metadata_.as<std::byte>();
+  const std::byte* base = metadata.as<std::byte>();
+  step_metadata_base_ = base;
+  step_workspace_ = workspace.as<std::byte>();
   auto i32 = [&](size_t offset) { return reinterpret_cast<const int32_t*>(base + offset); };
   m.token_ids = i32(o_tokens);
   m.positions = i32(o_positions);
@@ -446,8 +548,12 @@ void cuda_backend::run(const model_batch& batch) {
   m.generic_block_tables = i32(o_gtables);
   m.row_sequence = i32(o_rseq);
   m.row_num_keys = i32(o_rkeys);
+}
 
+void cuda_backend::enqueue(int n, int num_sampled, const stream_schedule& schedule, const step_metadata& m, bool argmax) {
+  const model_config& c = config_;
   const int hidden = c.hidden_size;
+  const int num_nano_ops = schedule.num_nano_ops();
   const float eps = static_cast<float>(c.rms_norm_eps);
   bf16* residual = residual_.as<bf16>();    // [n, hidden]
   bf16* projected = projected_.as<bf16>();  // [n, hidden]
@@ -471,6 +577,11 @@ void cuda_backend::run(const model_batch& batch) {
                            c.vocab_size, hidden, 0, stream_));
   }
   profiler_.end();
+  if (argmax && num_sampled > 0) {
+    profiler_.begin(step_op::sampling, stream_);
+    NF_CUDA_CHECK(cuda::argmax_rows(logits_.as<bf16>(), token_ids_.as<int32_t>(), num_sampled, c.vocab_size, stream_));
+    profiler_.end();
+  }
 }
 
 void cuda_backend::finish_step(const model_batch& batch) {
@@ -480,7 +591,7 @@ void cuda_backend::finish_step(const model_batch& batch) {
 }
 
 void cuda_backend::forward(const model_batch& batch, std::vector<float>& logits) {
-  run(batch);
+  run(batch, false);
   const size_t count = batch.logit_rows.size() * size_t(config_.vocab_size);
   host_out_.reserve(std::max<size_t>(count * sizeof(bf16), 16));
   profiler_.begin(step_op::sampling, stream_);
@@ -493,11 +604,10 @@ void cuda_backend::forward(const model_batch& batch, std::vector<float>& logits)
 }
 
 void cuda_backend::forward_argmax(const model_batch& batch, std::vector<int32_t>& token_ids) {
-  run(batch);
+  run(batch, true);
   const int num_sampled = static_cast<int>(batch.logit_rows.size());
   host_out_.reserve(std::max<size_t>(num_sampled * sizeof(int32_t), 16));
   profiler_.begin(step_op::sampling, stream_);
-  NF_CUDA_CHECK(cuda::argmax_rows(logits_.as<bf16>(), token_ids_.as<int32_t>(), num_sampled, config_.vocab_size, stream_));
   NF_CUDA_CHECK(cudaMemcpyAsync(host_out_.as<void>(), token_ids_.as<void>(), num_sampled * sizeof(int32_t),
                                 cudaMemcpyDeviceToHost, stream_));
   profiler_.end();

@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <map>
+#include <tuple>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -30,6 +31,7 @@ struct cuda_backend_options {
   bool profile_ops = false;             // CUDA events around every op; a per-op table on stderr at the end
   bool show_progress = true;            // progress bar of the weight upload when stderr is a terminal
   pipeline_spec schedule = sequential_spec(llama_op_graph());  // how each layer's operations run
+  bool cuda_graphs = true;  // decode-only steps replay CUDA graphs captured per padded size (off: every launch eager)
 };
 
 class cuda_backend final : public backend {
@@ -50,6 +52,7 @@ class cuda_backend final : public backend {
   size_t weight_bytes() const { return weights_.storage.bytes(); }
   size_t kv_cache_bytes() const { return kv_cache_.bytes(); }
   const pipeline_spec& schedule() const { return options_.schedule; }
+  size_t num_cuda_graphs() const { return graphs_.size(); }
 
  private:
   struct step_metadata;     // device pointers into the step's metadata block
@@ -58,8 +61,18 @@ class cuda_backend final : public backend {
   void reserve_activations(int num_rows, int num_sampled);
   // The stream schedule of the spec for a step of these rows (cached per row counts).
   const stream_schedule& schedule_for(step_rows rows);
-  // Runs every layer and the LM head; leaves bf16 logits of the logit rows in logits_.
-  void run(const model_batch& batch);
+  // Runs every layer and the LM head; leaves bf16 logits of the logit rows in logits_ (and, with argmax, their
+  // argmax in token_ids_), eagerly or by replaying the CUDA graph of its padded size.
+  void run(const model_batch& batch, bool argmax);
+  bool graph_eligible(const model_batch& batch, step_rows rows) const;
+  void run_graph(const model_batch& batch, step_rows rows, bool argmax);
+  void clear_graphs();
+  // Builds the step's metadata into `metadata` (host -> device copy on the stream) and sizes `workspace` for the
+  // decode attention nano-ops; fixed_context > 0 pins the decode context bound (graphs).
+  void prepare(const model_batch& batch, const stream_schedule& schedule, int fixed_context,
+               cuda::memory_block& metadata, cuda::memory_block& workspace, step_metadata& meta);
+  // Enqueues embedding, the layers and the LM head (and argmax) for n rows, num_sampled of them sampled.
+  void enqueue(int n, int num_sampled, const stream_schedule& schedule, const step_metadata& meta, bool argmax);
   void run_nano_op(const nano_op& op, int nano_op_index, int layer, const cuda::stream_lane& lane,
                    const step_metadata& meta);
   void attention(const nano_op& op, int nano_op_index, __nv_bfloat16* kv_layer, int num_sms,
@@ -92,6 +105,10 @@ class cuda_backend final : public backend {
   cuda::memory_block token_ids_;                      // [num_sampled] int32
   cuda::memory_block decode_workspace_;               // decode_attention's split-KV partials, one slice per nano-op
   cuda::memory_block metadata_;                       // the step's metadata on the device
+  cuda::memory_block graph_metadata_, graph_workspace_;  // the same two, at the fixed addresses graphs read
+  const std::byte* step_metadata_base_ = nullptr;     // the metadata block of the step being enqueued
+  std::byte* step_workspace_ = nullptr;               // the decode workspace of the step being enqueued
+  std::map<std::tuple<int, int, bool>, cudaGraphExec_t> graphs_;  // (padded rows, context bound, argmax) -> graph
   cuda::memory_block metadata_staging_{true};         // the same, pinned on the host
   cuda::memory_block host_out_{true};                 // pinned: logits (bf16) or token ids coming back
   std::vector<std::byte> metadata_host_;              // built here, then one memcpy into the pinned staging
