@@ -36,9 +36,10 @@ bool same_secret(std::string_view a, std::string_view b) {
 }
 
 // Debian's libcpp-httplib is compiled with listen(fd, 5): a burst of connections arriving faster than the
-// accept loop drains them overflows that queue, and the kernel drops (or, with SYN cookies, resets) the
-// excess, which clients see as connections that die before the response. Linux lets listen() be called
-// again on a listening socket to change its backlog; the socket is a protected member of httplib::Server.
+// accept loop drains them overflows that queue, the kernel drops the excess, and clients whose handshake
+// completed on their side (SYN cookies) see the connection reset before any response. Linux lets listen()
+// be called again on a listening socket to change its backlog; the socket is a protected member of
+// httplib::Server.
 class listening_server : public httplib::Server {
  public:
   bool set_listen_backlog(int backlog) { return ::listen(svr_sock_, backlog) == 0; }

@@ -60,7 +60,7 @@ struct soak_client {
 
   // A streamed request read to the end (or, with hang_up_after > 0, dropped after that many events).
   void streamed(bool chat, int hang_up_after) {
-    const int max_tokens = hang_up_after > 0 ? 12 : 1 + static_cast<int>(rng() % 4);
+    const int max_tokens = hang_up_after > 0 ? 8 : 1 + static_cast<int>(rng() % 4);
     json body = completion_body(chat, max_tokens);
     body["stream"] = true;
     body["stream_options"] = {{"include_usage", true}};
@@ -143,8 +143,8 @@ struct soak_client {
 
   void run(int thread) {
     for (int j = 0; j < requests_per_thread; ++j) {
-      // A random kind of request; a hang-up comes after 1 to 6 events (of the 14-15 a full stream has).
-      const int hang_up_after = 1 + static_cast<int>(rng() % 6);
+      // A random kind of request; a hang-up comes after 1 to 5 events (of the 10-11 a full stream has).
+      const int hang_up_after = 1 + static_cast<int>(rng() % 5);
       switch (rng() % 7) {
         case 0: streamed(false, 0); break;
         case 1: whole(false); break;
