@@ -119,13 +119,16 @@ request_output openai_client::send(const prepared_request& request, clock_type::
   clock_type::time_point last_token;
   const clock_type::time_point start = clock_type::now();
   out.start_s = seconds_between(origin, start);
+  clock_type::time_point last_read = start;  // the latest bytes of the response, for read errors
 
   http.response_handler = [&](const httplib::Response& response) {
+    last_read = clock_type::now();
     status = response.status;
     return true;
   };
   http.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
     const clock_type::time_point now = clock_type::now();
+    last_read = now;
     if (status != 200) {
       if (error_body.size() < 4096) error_body.append(data, size);
       return true;
@@ -172,6 +175,14 @@ request_output openai_client::send(const prepared_request& request, clock_type::
   if (!out.error.empty()) return out;  // set by the receiver, which cancelled the transfer
   if (!sent) {
     out.error = fmt::format("request failed: {}", httplib::to_string(error));
+    if (error == httplib::Error::Read) {
+      // httplib says only "Read" both for a silence past the read timeout and for a connection the server
+      // (or the kernel) closed or reset; the time since the last bytes tells them apart.
+      const double silence_s = seconds_between(last_read, clock_type::now());
+      out.error += silence_s >= impl_->options.read_timeout_s * 0.99
+                       ? fmt::format(" (nothing received for {:.1f} s: the read timeout)", silence_s)
+                       : fmt::format(" (connection closed or reset after {:.1f} s of silence)", silence_s);
+    }
     return out;
   }
   if (response.status != 200) {

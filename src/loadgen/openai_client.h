@@ -23,7 +23,7 @@ base_url parse_base_url(const std::string& url);
 struct client_options {
   std::string api_key;               // sent as "Authorization: Bearer KEY" when not empty
   double connect_timeout_s = 10.0;
-  double read_timeout_s = 600.0;     // longest silence between two reads of one response
+  double read_timeout_s = 6 * 3600.0;  // longest silence between two reads of one response (vLLM's bench: 6 h)
 };
 
 // A request ready to send: the endpoint path and its JSON body (which must ask for stream: true).

@@ -3,6 +3,7 @@
 #include "server/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <fmt/format.h>
 
@@ -33,6 +34,16 @@ bool same_secret(std::string_view a, std::string_view b) {
   for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % std::max<size_t>(b.size(), 1)]);
   return diff == 0;
 }
+
+// Debian's libcpp-httplib is compiled with listen(fd, 5): a burst of connections arriving faster than the
+// accept loop drains them overflows that queue, the kernel drops the excess, and clients whose handshake
+// completed on their side (SYN cookies) see the connection reset before any response. Linux lets listen()
+// be called again on a listening socket to change its backlog; the socket is a protected member of
+// httplib::Server.
+class listening_server : public httplib::Server {
+ public:
+  bool set_listen_backlog(int backlog) { return ::listen(svr_sock_, backlog) == 0; }
+};
 
 struct route {
   const char* method;
@@ -98,7 +109,7 @@ struct http_server::impl {
       : context(engine, tok, std::move(format_chat), std::move(options)) {}
 
   server_context context;
-  httplib::Server server;
+  listening_server server;
   std::thread listener;
   int port = -1;
   bool stopped = false;
@@ -221,6 +232,8 @@ http_server::http_server(engine_service& engine, const tokenizer& tok, chat_form
   const server_options& o = impl_->context.options;
   if (o.num_threads < 1) fail("the server needs at least one thread, got {}", o.num_threads);
   if (o.max_body_bytes < 1) fail("the body limit must be at least one byte");
+  if (o.listen_backlog < 1) fail("the listen backlog must be at least 1, got {}", o.listen_backlog);
+  if (o.sse_keepalive_ms < 0) fail("the SSE keep-alive interval must not be negative, got {} ms", o.sse_keepalive_ms);
   httplib::Server& server = impl_->server;
   const size_t num_threads = static_cast<size_t>(o.num_threads);
   server.new_task_queue = [num_threads] { return new httplib::ThreadPool(num_threads); };
@@ -246,6 +259,8 @@ int http_server::start() {
     port = o.port;
   }
   if (port <= 0) fail("cannot listen on {}:{} (address in use, or not an address of this host?)", o.host, o.port);
+  if (!impl_->server.set_listen_backlog(o.listen_backlog))
+    fail("cannot set the listen backlog of {}:{} to {}", o.host, port, o.listen_backlog);
   impl_->port = port;
   impl_->listener = std::thread([this] { impl_->server.listen_after_bind(); });
   return port;

@@ -20,6 +20,8 @@ struct server_options {
   std::string api_key;                        // empty: no authentication; else "Authorization: Bearer KEY" on /v1, /tokenize, /detokenize
   size_t max_body_bytes = size_t{8} << 20;    // larger bodies get 413
   int num_threads = 64;                       // connections served at once (each stream holds one thread)
+  int listen_backlog = 4096;                  // connections the kernel holds for accept() (capped by net.core.somaxconn)
+  int sse_keepalive_ms = 2000;                // a ": keep-alive" comment on a stream silent this long; 0: none
   int shutdown_grace_ms = 5000;               // how long stop() waits for aborted streams to end
 };
 

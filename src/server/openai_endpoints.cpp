@@ -1,6 +1,9 @@
 // /v1/completions and /v1/chat/completions: request -> prompt ids -> generation -> one JSON response or an
 // SSE stream. The response is produced by a content provider that polls the generation, so a client that
 // disconnects is noticed (socket no longer writable, or a failed write) and its engine requests aborted.
+// httplib sends the headers before the provider runs; a stream that has nothing to say (waiting for a slot
+// in the engine) sends an SSE comment every sse_keepalive_ms, so clients and proxies with read timeouts
+// shorter than the wait keep the connection.
 #include <httplib.h>
 
 #include <fmt/format.h>
@@ -100,6 +103,11 @@ bool send_event(httplib::DataSink& sink, const std::string& data) {
   return sink.write(event.data(), event.size());
 }
 
+bool send_keepalive(httplib::DataSink& sink) {
+  constexpr std::string_view comment = ": keep-alive\n\n";
+  return sink.write(comment.data(), comment.size());
+}
+
 bool shutdown_overdue(const server_context& context) {
   if (!context.stopping.load()) return false;
   const int64_t now_ms =
@@ -109,6 +117,9 @@ bool shutdown_overdue(const server_context& context) {
 
 // Streams SSE events until every choice finished; false when the client went away (or shutdown ran out of time).
 bool stream_events(server_context& context, const response_shape& shape, generation& gen, httplib::DataSink& sink) {
+  using steady = std::chrono::steady_clock;
+  const auto keepalive_interval = std::chrono::milliseconds(context.options.sse_keepalive_ms);
+  steady::time_point last_write = steady::now();
   if (shape.kind == endpoint::chat) {
     json chunk = chunk_base(shape);
     for (int i = 0; i < shape.num_choices; ++i)
@@ -117,7 +128,9 @@ bool stream_events(server_context& context, const response_shape& shape, generat
     if (!send_event(sink, dump(chunk))) return false;
   }
   while (!gen.done()) {
-    for (choice_update& update : gen.poll(50ms)) {
+    std::vector<choice_update> updates = gen.poll(50ms);
+    if (!updates.empty()) last_write = steady::now();
+    for (choice_update& update : updates) {
       json choice = {{"index", update.index}};
       if (shape.kind == endpoint::chat) {
         choice["delta"] = update.text.empty() ? json::object() : json{{"content", update.text}};
@@ -131,6 +144,10 @@ bool stream_events(server_context& context, const response_shape& shape, generat
       if (!send_event(sink, dump(chunk))) return false;
     }
     if (!sink.is_writable() || shutdown_overdue(context)) return false;
+    if (keepalive_interval.count() > 0 && steady::now() - last_write >= keepalive_interval) {
+      if (!send_keepalive(sink)) return false;
+      last_write = steady::now();
+    }
   }
   if (shape.include_usage) {
     json chunk = chunk_base(shape);

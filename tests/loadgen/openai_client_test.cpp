@@ -1,6 +1,7 @@
 // The streaming client against a scripted server with known delays: TTFT, ITL and E2EL come from event arrival
 // times (chat's role-only first chunk is not a token), usage gives the token counts, and every failure
 // (HTTP error, malformed event, error event, stream cut before [DONE], nothing listening) is a failed request.
+// SSE comments (keep-alives) are neither tokens nor silence; a read error says whether it was the timeout.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -49,7 +50,15 @@ class scripted_server : public ::testing::Test {
           write(event({{"error", {{"message", "aborted by the server"}}}}));
         } else if (scenario == "no-done") {
           token("a", false);
+        } else if (scenario == "drop") {
+          token("a", false);
+          return false;  // httplib closes the connection without the chunked terminator
         } else {
+          if (scenario == "silent") std::this_thread::sleep_for(1000ms);
+          for (int i = 0; scenario == "keepalive" && i < 5; ++i) {
+            std::this_thread::sleep_for(200ms);
+            write(": keep-alive\n\n");
+          }
           if (chat) write(event({{"choices", {{{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}}}}}));
           std::this_thread::sleep_for(150ms);
           token("a", false);
@@ -132,6 +141,30 @@ TEST_F(scripted_server, failures_are_counted_not_thrown) {
   EXPECT_NE(cut.error.find("[DONE]"), std::string::npos) << cut.error;
   // The same client still works after each failure.
   EXPECT_TRUE(send(client, "ok").success);
+}
+
+TEST_F(scripted_server, read_errors_say_whether_it_was_the_timeout) {
+  client_options options;
+  options.read_timeout_s = 0.4;
+  openai_client client(url(), options);
+  const request_output silent = send(client, "silent");
+  EXPECT_FALSE(silent.success);
+  EXPECT_NE(silent.error.find("the read timeout"), std::string::npos) << silent.error;
+  openai_client other(url(), options);
+  const request_output dropped = send(other, "drop");
+  EXPECT_FALSE(dropped.success);
+  EXPECT_NE(dropped.error.find("closed or reset"), std::string::npos) << dropped.error;
+}
+
+TEST_F(scripted_server, keepalive_comments_hold_the_stream_and_are_not_tokens) {
+  client_options options;
+  options.read_timeout_s = 0.5;  // shorter than the 1 s wait, longer than the 0.2 s between comments
+  openai_client client(url(), options);
+  const request_output out = send(client, "keepalive");
+  ASSERT_TRUE(out.success) << out.error;
+  EXPECT_GE(out.ttft_s, 1.1);  // 5 comments, 200 ms apart, then the first token after 150 ms
+  EXPECT_EQ(out.itl_s.size(), 2u);
+  EXPECT_EQ(out.output_tokens, 5);
 }
 
 TEST(openai_client, nothing_listening) {

@@ -1,6 +1,6 @@
-// A bounded soak test of `nanoflow serve` (tiny Llama-3, dummy weights, 127.0.0.1 only): 24 client threads send
-// a few hundred mixed requests (streamed and whole completions and chats, clients that hang up mid-stream,
-// malformed and invalid requests). Every good request must get exactly its max_tokens, every bad one a 4xx
+// A bounded soak test of `nanoflow serve` (tiny Llama-3, dummy weights, 127.0.0.1 only): 32 client threads send
+// 2016 mixed requests, each on a new connection (streamed and whole completions and chats, clients that hang
+// up mid-stream after a random number of events, malformed and invalid requests). Every good request must get exactly its max_tokens, every bad one a 4xx
 // error object; afterwards the server still answers, /metrics shows no running or waiting request and no KV
 // block in use, and the process exits 0 on SIGTERM.
 #include <gtest/gtest.h>
@@ -24,8 +24,8 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
-constexpr int num_threads = 24;
-constexpr int requests_per_thread = 8;
+constexpr int num_threads = 32;
+constexpr int requests_per_thread = 63;  // 2016 requests
 
 struct soak_client {
   int port;
@@ -60,7 +60,7 @@ struct soak_client {
 
   // A streamed request read to the end (or, with hang_up_after > 0, dropped after that many events).
   void streamed(bool chat, int hang_up_after) {
-    const int max_tokens = hang_up_after > 0 ? 32 : 1 + static_cast<int>(rng() % 12);
+    const int max_tokens = hang_up_after > 0 ? 8 : 1 + static_cast<int>(rng() % 4);
     json body = completion_body(chat, max_tokens);
     body["stream"] = true;
     body["stream_options"] = {{"include_usage", true}};
@@ -106,7 +106,7 @@ struct soak_client {
   }
 
   void whole(bool chat) {
-    const int max_tokens = 1 + static_cast<int>(rng() % 12);
+    const int max_tokens = 1 + static_cast<int>(rng() % 4);
     httplib::Client c = client();
     const auto result = c.Post(path(chat), completion_body(chat, max_tokens).dump(), "application/json");
     if (!result || result->status != 200) {
@@ -143,14 +143,16 @@ struct soak_client {
 
   void run(int thread) {
     for (int j = 0; j < requests_per_thread; ++j) {
-      switch ((thread + j) % 7) {
+      // A random kind of request; a hang-up comes after 1 to 5 events (of the 10-11 a full stream has).
+      const int hang_up_after = 1 + static_cast<int>(rng() % 5);
+      switch (rng() % 7) {
         case 0: streamed(false, 0); break;
         case 1: whole(false); break;
         case 2: streamed(true, 0); break;
         case 3: whole(true); break;
-        case 4: streamed(false, 2); break;
+        case 4: streamed(false, hang_up_after); break;
         case 5: bad(thread + j); break;
-        default: streamed(true, 3); break;
+        default: streamed(true, hang_up_after); break;
       }
     }
   }

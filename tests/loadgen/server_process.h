@@ -57,6 +57,7 @@ class server_process {
 
   static std::filesystem::path model_dir() { return source_dir() / "configs/models/tiny-llama3"; }
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   std::string log() const {
     std::ifstream file(log_);

@@ -1,8 +1,10 @@
 // The OpenAI endpoints through httplib's client: response shapes, streaming, n > 1, logprobs, stop strings
-// that span tokens, include_usage, disconnects that abort, metrics, concurrency, shutdown.
+// that span tokens, include_usage, disconnects that abort, metrics, concurrency, shutdown, SSE
+// keep-alive comments, option checks.
 #include <atomic>
 #include <thread>
 
+#include "core/error.h"
 #include "server_fixture.h"
 
 namespace nf::test {
@@ -371,6 +373,45 @@ TEST_F(server_slow, stop_aborts_streams_and_returns) {
   EXPECT_EQ(json::parse(events[events.size() - 2])["choices"][0]["finish_reason"], "abort");
   EXPECT_EQ(engine_.num_running(), 0);
   EXPECT_EQ(get("/health").status, -1);  // no longer listening
+}
+
+// A slow engine (150 ms steps) and a 40 ms keep-alive interval: the silences of a stream carry SSE comments.
+class server_keepalive : public server_fixture {
+ protected:
+  server_keepalive() : server_fixture(keepalive_options(), 4096, std::chrono::milliseconds(150)) {}
+  static server_options keepalive_options() {
+    server_options options;
+    options.sse_keepalive_ms = 40;
+    return options;
+  }
+};
+
+TEST_F(server_keepalive, silent_streams_carry_comments_between_the_same_events) {
+  const std::vector<int32_t> prompt = {5, 6};
+  const reply r = post("/v1/completions", json{{"prompt", prompt}, {"max_tokens", 4}, {"ignore_eos", true}, {"stream", true}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  size_t num_comments = 0;
+  for (size_t at = r.body.find(": keep-alive\n\n"); at != std::string::npos; at = r.body.find(": keep-alive\n\n", at + 1)) {
+    EXPECT_TRUE(at == 0 || r.body.compare(at - 2, 2, "\n\n") == 0) << "a comment inside an event: " << r.body;
+    ++num_comments;
+  }
+  EXPECT_GE(num_comments, 4u) << r.body;  // 4 steps of 150 ms, a comment after each 40 ms of silence
+  const auto events = sse_events(r.body);
+  ASSERT_EQ(events.size(), 5u) << r.body;
+  std::string text;
+  for (size_t i = 0; i + 1 < events.size(); ++i) text += json::parse(events[i])["choices"][0]["text"].get<std::string>();
+  EXPECT_EQ(text, expected_text(prompt, 4));
+  EXPECT_EQ(events.back(), "[DONE]");
+}
+
+TEST(http_server_options, bad_values_are_errors) {
+  fake_engine engine;
+  server_options backlog;
+  backlog.listen_backlog = 0;
+  EXPECT_THROW(http_server(engine, llama3_tokenizer(), plain_chat_formatter(), backlog), error);
+  server_options keepalive;
+  keepalive.sse_keepalive_ms = -1;
+  EXPECT_THROW(http_server(engine, llama3_tokenizer(), plain_chat_formatter(), keepalive), error);
 }
 
 }  // namespace
