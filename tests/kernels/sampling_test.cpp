@@ -3,6 +3,7 @@
 // cases (counted and bounded), logprobs within 1e-4. One batch holds every combination at once, more rows
 // than the kernel has blocks, so rows of different kinds share blocks one after another.
 #include <algorithm>
+#include <cstdio>
 
 #include "engine/cuda/device_sampler.h"
 #include "kernels/cuda/sampling.h"
@@ -135,6 +136,40 @@ TEST(sample_rows, rejects_missing_buffers) {
   NF_SKIP_WITHOUT_GPU();
   EXPECT_EQ(kernels::sample_rows(nullptr, nullptr, {}, nullptr, {}, 3, 1000, nullptr), cudaErrorInvalidValue);
   EXPECT_EQ(kernels::sample_rows(nullptr, nullptr, {}, nullptr, {}, 0, 1000, nullptr), cudaSuccess);
+}
+
+// Not a benchmark gate: prints the time of one decode-sized batch per configuration, for the record.
+TEST(device_sampler, reports_time_of_a_decode_batch) {
+  NF_SKIP_WITHOUT_GPU();
+  const int vocab = 128256, num_rows = 256;
+  std::mt19937 rng(3);
+  const auto logits = test::random_bf16_values(static_cast<size_t>(num_rows) * vocab, rng, 8.0f);
+  device_buffer<bf16> d_logits(test::to_bf16(logits));
+  std::vector<int32_t> prompt(1000), outputs(200);
+  for (auto& id : prompt) id = static_cast<int32_t>(rng() % vocab);
+  for (auto& id : outputs) id = static_cast<int32_t>(rng() % vocab);
+  const std::vector<int32_t> eos{2};
+  for (const auto& combo : test::sampling_combinations(vocab)) {
+    std::vector<sampling_context> contexts(num_rows, sampling_context{&combo.params, 1, 0, prompt, outputs, eos});
+    cuda::device_sampler sampler;
+    std::vector<sample_result> results;
+    sampler.sample(d_logits.get(), vocab, contexts, nullptr, results);  // warm-up, allocations
+    cudaEvent_t start, stop;
+    cudaEventCreate(&start);
+    cudaEventCreate(&stop);
+    cudaEventRecord(start);
+    const int repeats = 5;
+    for (int i = 0; i < repeats; ++i) sampler.sample(d_logits.get(), vocab, contexts, nullptr, results);
+    cudaEventRecord(stop);
+    cudaEventSynchronize(stop);
+    float ms = 0.0f;
+    cudaEventElapsedTime(&ms, start, stop);
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    std::printf("device sampler, %d rows x %d vocab, %-28s %8.3f ms per batch (host packing included)\n", num_rows,
+                vocab, combo.name.c_str(), ms / repeats);
+    for (const auto& result : results) ASSERT_TRUE(result.token_id >= 0 && result.token_id < vocab);
+  }
 }
 
 }  // namespace

@@ -92,6 +92,7 @@ __device__ void merge_and_scan(block_shared& s) {
 // Lower bound of the `count` largest keys among key_of(0..n-1). key_of: int -> uint64_t (never 0).
 template <typename key_fn>
 __device__ uint64_t block_count_select(key_fn key_of, int n, uint32_t count, int num_key_bits, block_shared& s) {
+  __syncthreads();  // every thread has read the state of the previous select
   if (threadIdx.x == 0) s.descent = start_count_select(num_key_bits, count);
   const int lane = threadIdx.x % 32;
   uint32_t* counts = s.counts[(threadIdx.x / 32) % histogram_copies];
@@ -99,7 +100,6 @@ __device__ uint64_t block_count_select(key_fn key_of, int n, uint32_t count, int
     clear_histogram(s);
     __syncthreads();
     const radix_descent d = s.descent;
-    // The local copy is returned: thread 0 may start the next select while others still return.
     if (d.done) return d.result;
     for (int base = 0; base < n; base += threads) {
       const int i = base + threadIdx.x;
@@ -121,6 +121,7 @@ __device__ uint64_t block_count_select(key_fn key_of, int n, uint32_t count, int
 // fraction * total mass (strictly for a draw, >= for top-p).
 __device__ uint64_t block_weighted_select(const float* row, int vocab, int id_bits, uint64_t lower_key, float max_logit,
                                           double min_probability, double fraction, bool strict, block_shared& s) {
+  __syncthreads();  // every thread has read the state of the previous select
   if (threadIdx.x == 0) s.descent = start_weighted_select(32 + id_bits, fraction, strict);
   const int lane = threadIdx.x % 32;
   const int copy = (threadIdx.x / 32) % histogram_copies;
@@ -136,7 +137,7 @@ __device__ uint64_t block_weighted_select(const float* row, int vocab, int id_bi
   while (true) {
     clear_histogram(s);
     __syncthreads();
-    d = s.descent;  // a local copy: thread 0 may start the next select while others still finish this one
+    d = s.descent;
     if (d.done) break;
     for (int base = 0; base < vocab; base += threads) {
       const int i = base + threadIdx.x;
