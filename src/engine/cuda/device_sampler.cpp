@@ -81,20 +81,27 @@ void device_sampler::sample(const __nv_bfloat16* logits, int vocab, std::span<co
     const bool repetition = p.repetition_penalty != 1.0f;
     const bool additive = p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
     if (repetition || additive) {
+      // Distinct ids in first-seen order, counted in token_counts_ (-1: not seen), which is reset after.
       check_ids(context.output_token_ids, vocab, "output");
-      output_ids_.assign(context.output_token_ids.begin(), context.output_token_ids.end());
-      std::sort(output_ids_.begin(), output_ids_.end());
-      scratch_ids_ = output_ids_;
-      if (repetition) {
-        check_ids(context.prompt_token_ids, vocab, "prompt");
-        scratch_ids_.insert(scratch_ids_.end(), context.prompt_token_ids.begin(), context.prompt_token_ids.end());
-        std::sort(scratch_ids_.begin(), scratch_ids_.end());
+      if (repetition) check_ids(context.prompt_token_ids, vocab, "prompt");
+      token_counts_.resize(vocab, -1);
+      const size_t first_entry = penalty_ids.size();
+      for (int32_t id : context.output_token_ids) {
+        if (token_counts_[id] < 0) {
+          token_counts_[id] = 0;
+          penalty_ids.push_back(id);
+        }
+        ++token_counts_[id];
       }
-      scratch_ids_.erase(std::unique(scratch_ids_.begin(), scratch_ids_.end()), scratch_ids_.end());
-      for (int32_t id : scratch_ids_) {
-        const auto [first, last] = std::equal_range(output_ids_.begin(), output_ids_.end(), id);
-        penalty_ids.push_back(id);
-        penalty_counts.push_back(static_cast<int32_t>(last - first));
+      if (repetition)
+        for (int32_t id : context.prompt_token_ids)
+          if (token_counts_[id] < 0) {
+            token_counts_[id] = 0;
+            penalty_ids.push_back(id);
+          }
+      for (size_t e = first_entry; e < penalty_ids.size(); ++e) {
+        penalty_counts.push_back(token_counts_[penalty_ids[e]]);
+        token_counts_[penalty_ids[e]] = -1;
       }
     }
     penalty_offsets.push_back(static_cast<int32_t>(penalty_ids.size()));

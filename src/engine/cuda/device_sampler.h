@@ -27,8 +27,7 @@ class device_sampler {
               std::vector<sample_result>& results);
 
  private:
-  std::vector<int32_t> scratch_ids_;   // sorting room for one row's ids
-  std::vector<int32_t> output_ids_;    // one row's output ids, sorted
+  std::vector<int32_t> token_counts_;  // [vocab] output count of an id while packing a row; -1 elsewhere
   memory_block staging_{true};         // pinned: parameters and lists going up, results coming back
   memory_block device_inputs_;         // the same parameters and lists on the device
   memory_block device_outputs_;        // token ids and logprobs

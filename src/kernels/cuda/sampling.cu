@@ -89,28 +89,40 @@ __device__ void merge_and_scan(block_shared& s) {
   __syncthreads();
 }
 
-// Lower bound of the `count` largest keys among key_of(0..n-1). key_of: int -> uint64_t (never 0).
-template <typename key_fn>
-__device__ uint64_t block_count_select(key_fn key_of, int n, uint32_t count, int num_key_bits, block_shared& s) {
+// The row is read four floats at a time (rows are padded to a multiple of four): a pass has a warp-wide
+// match and shuffle per element, so without several loads in flight per thread the passes wait on memory.
+__device__ __forceinline__ float4 load4(const float* row, int index4) { return reinterpret_cast<const float4*>(row)[index4]; }
+
+__device__ __forceinline__ float element(const float4& v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
+
+// Lower bound of the `count` largest keys of row[0..vocab).
+__device__ uint64_t block_count_select(const float* row, int vocab, int id_bits, uint32_t count, block_shared& s) {
   __syncthreads();  // every thread has read the state of the previous select
-  if (threadIdx.x == 0) s.descent = start_count_select(num_key_bits, count);
+  if (threadIdx.x == 0) s.descent = start_count_select(32 + id_bits, count);
   const int lane = threadIdx.x % 32;
   uint32_t* counts = s.counts[(threadIdx.x / 32) % histogram_copies];
+  const int num_chunks = (vocab + 3) / 4;
   while (true) {
     clear_histogram(s);
     __syncthreads();
     const radix_descent d = s.descent;
     if (d.done) return d.result;
-    for (int base = 0; base < n; base += threads) {
-      const int i = base + threadIdx.x;
-      int bucket = -1;
-      if (i < n) {
-        const uint64_t key = key_of(i);
-        if (in_prefix(d, key)) bucket = bucket_of(d, key);
+    for (int base = 0; base < num_chunks; base += threads) {
+      const int chunk = base + threadIdx.x;
+      const float4 values = chunk < num_chunks ? load4(row, chunk) : float4{};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int i = chunk * 4 + j;
+        int bucket = -1;
+        if (i < vocab) {
+          const uint64_t key = candidate_key(element(values, j), i, id_bits);
+          if (in_prefix(d, key)) bucket = bucket_of(d, key);
+        }
+        if (!__any_sync(0xffffffffu, bucket >= 0)) continue;  // warp-uniform: most warps after the first pass
+        // Lanes of a warp that hit the same bucket add once.
+        const unsigned peers = __match_any_sync(0xffffffffu, bucket);
+        if (bucket >= 0 && lane == __ffs(peers) - 1) atomicAdd(&counts[bucket], static_cast<uint32_t>(__popc(peers)));
       }
-      // Lanes of a warp that hit the same bucket add once.
-      const unsigned peers = __match_any_sync(0xffffffffu, bucket);
-      if (bucket >= 0 && lane == __ffs(peers) - 1) atomicAdd(&counts[bucket], static_cast<uint32_t>(__popc(peers)));
     }
     merge_and_scan<false>(s);
   }
@@ -125,31 +137,43 @@ __device__ uint64_t block_weighted_select(const float* row, int vocab, int id_bi
   if (threadIdx.x == 0) s.descent = start_weighted_select(32 + id_bits, fraction, strict);
   const int lane = threadIdx.x % 32;
   const int copy = (threadIdx.x / 32) % histogram_copies;
-  // The candidate at i, if it is one and lies in the prefix: its key and probability.
-  auto candidate = [&](int i, const radix_descent& d, uint64_t& key, double& probability) {
-    const float value = row[i];
+  // Whether the value at i is a candidate inside the prefix; if so, its key and probability.
+  auto candidate = [&](float value, int i, const radix_descent& d, uint64_t& key, double& probability) {
     key = candidate_key(value, i, id_bits);
     if (key < lower_key || !in_prefix(d, key)) return false;
     probability = exp(static_cast<double>(value) - static_cast<double>(max_logit));
     return probability >= min_probability;
   };
+  const int num_chunks = (vocab + 3) / 4;
   radix_descent d;
   while (true) {
     clear_histogram(s);
     __syncthreads();
     d = s.descent;
     if (d.done) break;
-    for (int base = 0; base < vocab; base += threads) {
-      const int i = base + threadIdx.x;
-      int bucket = -1;
-      uint64_t key = 0;
-      double probability = 0.0;
-      if (i < vocab && candidate(i, d, key, probability)) {
-        bucket = bucket_of(d, key);
-        atomicAdd(&s.sums[copy][bucket], probability);
+    for (int base = 0; base < num_chunks; base += threads) {
+      const int chunk = base + threadIdx.x;
+      const float4 values = chunk < num_chunks ? load4(row, chunk) : float4{};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int i = chunk * 4 + j;
+        int bucket = -1;
+        uint64_t key = 0;
+        double probability = 0.0;
+        if (i < vocab && candidate(element(values, j), i, d, key, probability)) bucket = bucket_of(d, key);
+        if (!__any_sync(0xffffffffu, bucket >= 0)) continue;  // warp-uniform: most warps after the first pass
+        // Lanes that hit the same bucket add once: crowded buckets would serialize the shared atomics.
+        const unsigned peers = __match_any_sync(0xffffffffu, bucket);
+        double group_sum = 0.0;
+        for (int source = 0; source < 32; ++source) {
+          const double other = __shfl_sync(0xffffffffu, bucket >= 0 ? probability : 0.0, source);
+          if ((peers >> source) & 1u) group_sum += other;
+        }
+        if (bucket >= 0 && lane == __ffs(peers) - 1) {
+          atomicAdd(&s.counts[copy][bucket], static_cast<uint32_t>(__popc(peers)));
+          atomicAdd(&s.sums[copy][bucket], group_sum);
+        }
       }
-      const unsigned peers = __match_any_sync(0xffffffffu, bucket);
-      if (bucket >= 0 && lane == __ffs(peers) - 1) atomicAdd(&s.counts[copy][bucket], static_cast<uint32_t>(__popc(peers)));
     }
     merge_and_scan<true>(s);
   }
@@ -159,7 +183,7 @@ __device__ uint64_t block_weighted_select(const float* row, int vocab, int id_bi
   for (int i = threadIdx.x; i < vocab; i += threads) {
     uint64_t key = 0;
     double probability = 0.0;
-    if (candidate(i, d, key, probability) && key > best) best = key;
+    if (candidate(row[i], i, d, key, probability) && key > best) best = key;
   }
   return block_max_key(best, s);
 }
@@ -196,7 +220,7 @@ __global__ void __launch_bounds__(threads) sample_rows_kernel(const __nv_bfloat1
                                                                sampling_outputs outputs, int num_rows, int vocab) {
   __shared__ block_shared s;
   const int id_bits = id_bits_for(vocab);
-  float* row = workspace + static_cast<size_t>(blockIdx.x) * vocab;  // [vocab] processed logits
+  float* row = workspace + static_cast<size_t>(blockIdx.x) * sampling_row_stride(vocab);  // [vocab] processed logits
   for (int r = blockIdx.x; r < num_rows; r += gridDim.x) {
     const sampling_row_params p = params[r];
     const __nv_bfloat16* raw = logits + static_cast<size_t>(r) * vocab;  // [vocab]
@@ -218,10 +242,7 @@ __global__ void __launch_bounds__(threads) sample_rows_kernel(const __nv_bfloat1
     if (!greedy) {
       const float max_logit = row[chosen];
       uint64_t lower_key = 0;
-      if (p.top_k > 0 && p.top_k < vocab) {
-        auto key_of = [&](int i) { return candidate_key(row[i], i, id_bits); };
-        lower_key = block_count_select(key_of, vocab, static_cast<uint32_t>(p.top_k), 32 + id_bits, s);
-      }
+      if (p.top_k > 0 && p.top_k < vocab) lower_key = block_count_select(row, vocab, id_bits, static_cast<uint32_t>(p.top_k), s);
       if (p.top_p < 1.0f) {
         const uint64_t cut = block_weighted_select(row, vocab, id_bits, lower_key, max_logit, 0.0, p.top_p, false, s);
         lower_key = cut > lower_key ? cut : lower_key;
@@ -245,13 +266,15 @@ __global__ void __launch_bounds__(threads) sample_rows_kernel(const __nv_bfloat1
       const float log_sum = __fadd_rn(static_cast<float>(log(sum)), max_raw);
       chosen_logprob = __fsub_rn(__bfloat162float(raw[chosen]), log_sum);
       if (num_top > 0) {
-        auto key_of = [&](int i) { return candidate_key(__fsub_rn(__bfloat162float(raw[i]), log_sum), i, id_bits); };
+        // The row now holds the logprobs (the sampled token is known); their keys order them as the host does.
+        __syncthreads();
+        for (int i = threadIdx.x; i < vocab; i += threads) row[i] = __fsub_rn(__bfloat162float(raw[i]), log_sum);
         const uint64_t bound =
-            num_top < vocab ? block_count_select(key_of, vocab, static_cast<uint32_t>(num_top), 32 + id_bits, s) : 0;
+            num_top < vocab ? block_count_select(row, vocab, id_bits, static_cast<uint32_t>(num_top), s) : 0;
         if (threadIdx.x == 0) s.num_top = 0;
         __syncthreads();
         for (int i = threadIdx.x; i < vocab; i += threads) {
-          const uint64_t key = key_of(i);
+          const uint64_t key = candidate_key(row[i], i, id_bits);
           if (key >= bound) {
             const int slot = atomicAdd(&s.num_top, 1);
             if (slot < max_top_logprobs) s.top_keys[slot] = key;

@@ -64,17 +64,20 @@ struct sampling_outputs {
   float* top_logprobs = nullptr;    // [num_rows, max_top_logprobs]; -inf past the row's N
 };
 
+// Floats between the workspace rows of two blocks: vocab rounded up to a multiple of 4 (16-byte loads).
+__host__ __device__ inline size_t sampling_row_stride(int vocab) { return (static_cast<size_t>(vocab > 0 ? vocab : 0) + 3) / 4 * 4; }
+
 // Floats of workspace that sample_rows needs.
 inline size_t sampling_workspace_floats(int num_rows, int vocab) {
   const int blocks = num_rows < max_sampling_blocks ? num_rows : max_sampling_blocks;
-  return static_cast<size_t>(blocks > 0 ? blocks : 0) * static_cast<size_t>(vocab > 0 ? vocab : 0);
+  return static_cast<size_t>(blocks > 0 ? blocks : 0) * sampling_row_stride(vocab);
 }
 
 // Samples one token per row. `params` and the lists live in device memory; the logits are not modified.
 cudaError_t sample_rows(const __nv_bfloat16* logits,        // [num_rows, vocab]
                         const sampling_row_params* params,  // [num_rows]
                         const sampling_token_lists& lists,
-                        float* workspace,                   // [sampling_workspace_floats(num_rows, vocab)]
+                        float* workspace,                   // [sampling_workspace_floats(num_rows, vocab)], 16-byte aligned
                         const sampling_outputs& outputs,
                         int num_rows, int vocab, cudaStream_t stream);
 
