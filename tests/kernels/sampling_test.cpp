@@ -68,6 +68,7 @@ TEST_P(device_sampler_test, matches_host_sampler_per_combination) {
   for (const auto& combo : test::sampling_combinations(vocab))
     compare_batch(test::make_sampling_cases(combo, vocab, num_rows, static_cast<uint32_t>(vocab * 7 + combo.name.size())),
                   vocab, totals);
+  std::printf("vocab %d: %d rows, %d float-boundary token differences\n", vocab, totals.num_rows, totals.num_boundary);
   EXPECT_LE(totals.num_boundary * 200, totals.num_rows) << totals.num_boundary << " boundary cases";
 }
 
@@ -84,6 +85,7 @@ TEST_P(device_sampler_test, matches_host_sampler_in_one_mixed_batch) {
   std::shuffle(cases.begin(), cases.end(), rng);
   comparison totals;
   compare_batch(cases, vocab, totals);
+  std::printf("vocab %d: %d rows, %d float-boundary token differences\n", vocab, totals.num_rows, totals.num_boundary);
   EXPECT_LE(totals.num_boundary * 200, totals.num_rows) << totals.num_boundary << " boundary cases";
 }
 

@@ -154,7 +154,7 @@ __device__ uint64_t block_weighted_select(const float* row, int vocab, int id_bi
     for (int base = 0; base < num_chunks; base += threads) {
       const int chunk = base + threadIdx.x;
       const float4 values = chunk < num_chunks ? load4(row, chunk) : float4{};
-#pragma unroll
+#pragma unroll 1  // unrolled, the shuffle loops spill registers
       for (int j = 0; j < 4; ++j) {
         const int i = chunk * 4 + j;
         int bucket = -1;
