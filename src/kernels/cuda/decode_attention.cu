@@ -277,8 +277,12 @@ __global__ void __launch_bounds__(cfg::warps_per_block * 32, 1) decode_attention
 // of 16 rows x 64 columns per K or V tile, 128-byte swizzled) and posts the byte count on the stage's mbarrier, the
 // warp waits on its phase bit. The math takes both tiles per pass: four independent S chains, one softmax
 // reduction and one rescale of O per 32 tokens.
-template <int WARPS, int STAGES>
+// BOX3D: the tensor map has a third dimension for the two 128-byte halves of a row, so one copy brings a whole 4 KiB
+// K or V tile (4 copies per stage) instead of two 2 KiB boxes (8 copies). ITEMS_PER_WARP: the work split's target.
+template <int WARPS, int STAGES, bool BOX3D, int ITEMS_PER_WARP>
 struct tma_config {
+  static constexpr bool box3d = BOX3D;
+  static constexpr int items_per_warp = ITEMS_PER_WARP;
   static constexpr int head_dim = 128;
   static constexpr int box_bytes = tile_tokens * 128;  // 16 rows x 64 bf16, rows 128-byte swizzled
   static constexpr int tile_bytes = 2 * box_bytes;     // K or V of one tile: columns 0-63, then 64-127
@@ -320,10 +324,15 @@ __device__ __forceinline__ void issue_pair(cursor& c, uint32_t stage, uint32_t b
         const int block = t == 0 ? blocks.x : blocks.y;
         const int row = (block * 2 * p.num_kv_heads + c.kv_head) * p.block_size + ((c.tile + t) * tile_tokens) % p.block_size;
         const uint32_t k_dst = stage + t * cfg::tile_bytes, v_dst = k_dst + 2 * cfg::tile_bytes;
-        tma_load_2d(k_dst, map, 0, row, bar);
-        tma_load_2d(k_dst + cfg::box_bytes, map, 64, row, bar);
-        tma_load_2d(v_dst, map, 0, row + v_rows, bar);
-        tma_load_2d(v_dst + cfg::box_bytes, map, 64, row + v_rows, bar);
+        if constexpr (cfg::box3d) {
+          tma_load_3d(k_dst, map, 0, row, 0, bar);
+          tma_load_3d(v_dst, map, 0, row + v_rows, 0, bar);
+        } else {
+          tma_load_2d(k_dst, map, 0, row, bar);
+          tma_load_2d(k_dst + cfg::box_bytes, map, 64, row, bar);
+          tma_load_2d(v_dst, map, 0, row + v_rows, bar);
+          tma_load_2d(v_dst + cfg::box_bytes, map, 64, row + v_rows, bar);
+        }
       }
     }
   }
@@ -553,16 +562,16 @@ int max_chunks_for(int max_context_len, int chunk_tiles) {
 // Work split and kernel parameters for a pipeline of `warps_per_block` warps per SM. Returns false when the workspace
 // is too small. `even_chunks`: chunks hold an even number of tiles (the pair-wise variant).
 bool make_params(const decode_attention_args& a, int head_dim, int warps_per_block, bool even_chunks, int num_sms,
-                 decode_params& p) {
+                 int items_per_warp, decode_params& p) {
   const int group_size = a.num_q_heads / a.num_kv_heads;
   const int num_head_groups = (group_size + 7) / 8;
   const int max_tiles = std::max(1, (a.max_context_len + tile_tokens - 1) / tile_tokens);
-  // Split the context so that every warp gets about 32 work items (load balance) but no chunk is shorter than
-  // min_chunk_tiles (the partial results stay small next to the KV bytes).
+  // Split the context so that every warp gets about items_per_warp work items (load balance) but no chunk is shorter
+  // than min_chunk_tiles (the partial results stay small next to the KV bytes).
   const int64_t base_items = static_cast<int64_t>(a.num_seqs) * a.num_kv_heads * num_head_groups;
   const int64_t num_warps = static_cast<int64_t>(num_sms) * warps_per_block;
   int chunk_tiles = static_cast<int>(std::min<int64_t>(
-      max_tiles, std::max<int64_t>(min_chunk_tiles, (max_tiles * base_items + num_warps * 32 - 1) / (num_warps * 32))));
+      max_tiles, std::max<int64_t>(min_chunk_tiles, (max_tiles * base_items + num_warps * items_per_warp - 1) / (num_warps * items_per_warp))));
   if (even_chunks) chunk_tiles += chunk_tiles % 2;  // still >= min_chunk_tiles, so no more chunks than budgeted
   const int max_chunks = max_chunks_for(a.max_context_len, chunk_tiles);
 
@@ -607,7 +616,7 @@ cudaError_t launch(const decode_attention_args& a, cudaStream_t stream) {
   constexpr int warps_per_block = cfg::warps_per_block;
   const int num_sms = budget_sms(a);
   decode_params p;
-  if (!make_params(a, HEAD_DIM, warps_per_block, false, num_sms, p)) return cudaErrorInvalidValue;
+  if (!make_params(a, HEAD_DIM, warps_per_block, false, num_sms, 32, p)) return cudaErrorInvalidValue;
   const int blocks_needed = static_cast<int>((p.num_items + warps_per_block - 1) / warps_per_block);
   const int grid = std::max(1, std::min(num_sms, blocks_needed));
   cudaError_t err = cudaFuncSetAttribute(decode_attention_kernel<cfg>,
@@ -632,19 +641,22 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return encoder;
 }
 
-// The cache as a 2D tensor [rows, 128] of bf16 with rows of 256 bytes, boxes of 16 rows x 64 columns, 128-byte
-// swizzle. The number of blocks is not known here, so the row extent is the largest the coordinates can address;
-// every copy stays inside blocks that the block tables name.
-bool encode_kv_map(const decode_attention_args& a, CUtensorMap& map) {
+// The cache as rows of 128 bf16 (256 bytes), 128-byte swizzle. 2D: [rows, 128], boxes of 16 rows x 64 columns.
+// 3D: [halves 2 (stride 128 B), rows (stride 256 B), 64], boxes of 2 x 16 x 64, i.e. both column halves of 16 rows
+// in one copy, landing as the same two 2 KiB swizzled boxes. The number of blocks is not known here, so the row
+// extent is the largest the coordinates can address; every copy stays inside blocks that the block tables name.
+bool encode_kv_map(const decode_attention_args& a, bool box3d, CUtensorMap& map) {
   const auto encode = tensor_map_encoder();
   if (encode == nullptr || reinterpret_cast<uintptr_t>(a.kv_cache) % 16 != 0) return false;
-  const cuuint64_t dims[2] = {128, static_cast<cuuint64_t>(INT32_MAX)};
-  const cuuint64_t strides[1] = {128 * sizeof(bf16)};
-  const cuuint32_t box[2] = {64, tile_tokens};
-  const cuuint32_t element_strides[2] = {1, 1};
-  return encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<bf16*>(a.kv_cache), dims, strides, box,
-                element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  const cuuint64_t dims[3] = {64, static_cast<cuuint64_t>(INT32_MAX), 2};
+  const cuuint64_t strides[2] = {128 * sizeof(bf16), 64 * sizeof(bf16)};
+  const cuuint32_t box[3] = {64, tile_tokens, 2};
+  const cuuint32_t element_strides[3] = {1, 1, 1};
+  const cuuint64_t dims_2d[2] = {128, static_cast<cuuint64_t>(INT32_MAX)};
+  return encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, box3d ? 3 : 2, const_cast<bf16*>(a.kv_cache),
+                box3d ? dims : dims_2d, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 template <typename cfg>
@@ -652,9 +664,9 @@ cudaError_t launch_tma(const decode_attention_args& a, cudaStream_t stream) {
   constexpr int warps_per_block = cfg::warps_per_block;
   const int num_sms = budget_sms(a);
   CUtensorMap map;
-  if (!encode_kv_map(a, map)) return cudaErrorInvalidValue;
+  if (!encode_kv_map(a, cfg::box3d, map)) return cudaErrorInvalidValue;
   decode_params p;
-  if (!make_params(a, cfg::head_dim, warps_per_block, true, num_sms, p)) return cudaErrorInvalidValue;
+  if (!make_params(a, cfg::head_dim, warps_per_block, true, num_sms, cfg::items_per_warp, p)) return cudaErrorInvalidValue;
   const int blocks_needed = static_cast<int>((p.num_items + warps_per_block - 1) / warps_per_block);
   const int grid = std::max(1, std::min(num_sms, blocks_needed));
   cudaError_t err = cudaFuncSetAttribute(decode_attention_tma_kernel<cfg>,
@@ -685,9 +697,10 @@ cudaError_t decode_attention(const decode_attention_args& a, cudaStream_t stream
         case 1: return launch<decode_config<128, 7, 4>>(a, stream);
         case 2: return launch<decode_config<128, 4, 6>>(a, stream);
         case 3: return launch<decode_config<128, 9, 3>>(a, stream);
-        case 4: return launch_tma<tma_config<7, 2>>(a, stream);
-        case 5: return launch_tma<tma_config<4, 3>>(a, stream);
-        case 6: return launch_tma<tma_config<3, 4>>(a, stream);
+        case 4: return launch_tma<tma_config<7, 2, false, 32>>(a, stream);
+        case 5: return launch_tma<tma_config<7, 2, true, 32>>(a, stream);
+        case 6: return launch_tma<tma_config<7, 2, true, 12>>(a, stream);
+        case 7: return launch_tma<tma_config<4, 3, true, 12>>(a, stream);
         default: return launch<decode_config<128, 14, 2>>(a, stream);
       }
     default: return cudaErrorInvalidValue;

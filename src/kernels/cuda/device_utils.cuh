@@ -152,6 +152,15 @@ __device__ __forceinline__ void tma_load_2d(uint32_t dst, const void* tensor_map
           "r"(dst), "l"(reinterpret_cast<uint64_t>(tensor_map)), "r"(c0), "r"(c1), "r"(bar)
       : "memory");
 }
+// One box of a 3D tensor map at coordinates (c0, c1, c2), as tma_load_2d.
+__device__ __forceinline__ void tma_load_3d(uint32_t dst, const void* tensor_map, int c0, int c1, int c2,
+                                            uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], "
+      "[%5];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(tensor_map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+      : "memory");
+}
 
 // Byte offset of 16-byte chunk `chunk` of row `row` in a shared tile whose rows hold `row_bytes`;
 // the chunk index is XOR-swizzled with the row so that 8 rows read by ldmatrix hit distinct banks.
