@@ -178,8 +178,8 @@ void bench_decode(int num_seqs, int context_len, int num_sms, double copy_tbps, 
   const double kv_bytes = static_cast<double>(num_seqs) * context_len * num_kv_heads * head_dim * 2 * sizeof(bf16);
   const double bytes = kv_bytes + 2.0 * q_elems * sizeof(bf16);
   char config[128];
-  static const char* const variants[] = {"14x2",        "7x4",          "4x6",          "9x3",
-                                         "tma 7x2 2KiB", "tma 7x2 4KiB", "tma 7x2 4KiB L", "tma 4x3 4KiB L"};
+  static const char* const variants[] = {"default",      "7x4",          "4x6",            "9x3",           "tma 7x2 2KiB",
+                                         "tma 7x2 4KiB", "tma 7x2 4KiB L", "tma 4x3 4KiB L", "14x2"};
   std::snprintf(config, sizeof config, "%d x %d ctx, %s SMs, %.2f GB, pipe %s%s", num_seqs, context_len,
                 num_sms > 0 ? std::to_string(num_sms).c_str() : "all", kv_bytes / 1e9, variants[variant],
                 scattered ? "" : ", contiguous blocks");
@@ -311,9 +311,12 @@ int main(int argc, char** argv) {
     }
   };
   if (only == "decode") {
-    decode_sweep({0, 4, 5, 6, 7});
-    bench_decode(256, 2048, 16, copy_tbps, read_tbps_16, 6);
-    bench_decode(256, 2048, 64, copy_tbps, read_tbps_64, 6);
+    decode_sweep({8, 0, 4, 5, 7});
+    for (int variant : {8, 5, 7}) {
+      bench_decode(256, 2048, 16, copy_tbps, read_tbps_16, variant);
+      bench_decode(256, 2048, 64, copy_tbps, read_tbps_64, variant);
+      bench_decode(256, 2048, 96, copy_tbps, 0, variant);
+    }
   }
   // Ceiling 3: cuBLASLt bf16 GEMM at the Llama-3-8B gate+up shape.
   double gemm_tflops = 0.0;
@@ -336,16 +339,16 @@ int main(int argc, char** argv) {
   }
 
   if (only.empty()) {
-    decode_sweep({0, 4});
+    decode_sweep({8, 0});
     bench_decode(256, 2048, 16, copy_tbps, read_tbps_16);
     bench_decode(256, 2048, 64, copy_tbps, read_tbps_64);
     for (int variant = 1; variant < 8; ++variant) {
-      if (variant == 4) continue;
       bench_decode(256, 2048, 0, copy_tbps, 0, variant);
       bench_decode(256, 2048, 32, copy_tbps, read_tbps_32, variant);
     }
     bench_decode(256, 2048, 32, copy_tbps, read_tbps_32, 0, false);
     bench_decode(256, 2048, 0, copy_tbps, 0, 0, false);
+    bench_decode(256, 2048, 32, copy_tbps, read_tbps_32, 8, false);
     bench_prefill(4096, 0, gemm_tflops);
     bench_prefill(4096, 32, gemm_tflops);
     bench_prefill(4096, 0, gemm_tflops, 1);

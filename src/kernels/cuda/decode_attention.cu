@@ -692,8 +692,14 @@ cudaError_t decode_attention(const decode_attention_args& a, cudaStream_t stream
   if (a.num_seqs == 0) return cudaSuccess;
   switch (a.head_dim) {
     case 64: return launch<decode_config<64, 7, 8>>(a, stream);
-    case 128:
-      switch (a.variant) {
+    case 128: {
+      int variant = a.variant;
+      if (variant == 0) {
+        // Measured (docs/perf.md): 4 warps x 3 stages leads on (nearly) the whole device, 7 x 2 on a budget.
+        const bool tma = tensor_map_encoder() != nullptr && reinterpret_cast<uintptr_t>(a.kv_cache) % 16 == 0;
+        variant = !tma ? 8 : 4 * budget_sms(a) >= 3 * device_sm_count() ? 7 : 5;
+      }
+      switch (variant) {
         case 1: return launch<decode_config<128, 7, 4>>(a, stream);
         case 2: return launch<decode_config<128, 4, 6>>(a, stream);
         case 3: return launch<decode_config<128, 9, 3>>(a, stream);
@@ -701,8 +707,10 @@ cudaError_t decode_attention(const decode_attention_args& a, cudaStream_t stream
         case 5: return launch_tma<tma_config<7, 2, true, 32>>(a, stream);
         case 6: return launch_tma<tma_config<7, 2, true, 12>>(a, stream);
         case 7: return launch_tma<tma_config<4, 3, true, 12>>(a, stream);
-        default: return launch<decode_config<128, 14, 2>>(a, stream);
+        case 8: return launch<decode_config<128, 14, 2>>(a, stream);
+        default: return cudaErrorInvalidValue;
       }
+    }
     default: return cudaErrorInvalidValue;
   }
 }
