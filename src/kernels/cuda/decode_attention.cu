@@ -697,7 +697,7 @@ cudaError_t decode_attention(const decode_attention_args& a, cudaStream_t stream
       if (variant == 0) {
         // Measured (docs/perf.md): 4 warps x 3 stages leads on (nearly) the whole device, 7 x 2 on a budget.
         const bool tma = tensor_map_encoder() != nullptr && reinterpret_cast<uintptr_t>(a.kv_cache) % 16 == 0;
-        variant = !tma ? 8 : 4 * budget_sms(a) >= 3 * device_sm_count() ? 7 : 5;
+        variant = !tma ? 8 : 10 * budget_sms(a) >= 7 * device_sm_count() ? 7 : 5;
       }
       switch (variant) {
         case 1: return launch<decode_config<128, 7, 4>>(a, stream);
