@@ -1,7 +1,8 @@
 // Kernel micro-benchmarks on one GPU. Measures its own ceilings first (device-to-device copy bandwidth,
 // streaming-read bandwidth under SM budgets, cuBLASLt bf16 GEMM rate), then times each kernel at the
 // Llama-3-8B shapes and reports the fraction of the matching ceiling. Prints a table and writes JSON;
-// never passes or fails. Usage: bench_kernels [--json PATH] [--profile decode32|prefill]
+// never passes or fails. Usage: bench_kernels [--json PATH] [--profile decode32|prefill] [--only decode]
+// (--only decode: the ceilings and the decode attention sweep over pipelines, shapes and SM budgets only).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -168,12 +169,17 @@ void bench_decode(int num_seqs, int context_len, int num_sms, double copy_tbps, 
   a.scale = 0.08838834764831845f;
   a.num_sms = num_sms;
   a.variant = variant;
+  if (const cudaError_t err = nf::kernels::decode_attention(a, nullptr); err != cudaSuccess) {
+    std::printf("decode_attention variant %d: %s, skipped\n", variant, cudaGetErrorString(err));
+    return;
+  }
   const double ms = time_ms([&] { CHECK_CUDA(nf::kernels::decode_attention(a, nullptr)); }, 20);
   // Bytes that must move: every K and V element once, plus the queries and outputs.
   const double kv_bytes = static_cast<double>(num_seqs) * context_len * num_kv_heads * head_dim * 2 * sizeof(bf16);
   const double bytes = kv_bytes + 2.0 * q_elems * sizeof(bf16);
   char config[128];
-  static const char* const variants[] = {"14x2", "7x4", "4x6", "9x3"};
+  static const char* const variants[] = {"default",      "7x4",          "4x6",            "9x3",           "tma 7x2 2KiB",
+                                         "tma 7x2 4KiB", "tma 7x2 4KiB L", "tma 4x3 4KiB L", "14x2"};
   std::snprintf(config, sizeof config, "%d x %d ctx, %s SMs, %.2f GB, pipe %s%s", num_seqs, context_len,
                 num_sms > 0 ? std::to_string(num_sms).c_str() : "all", kv_bytes / 1e9, variants[variant],
                 scattered ? "" : ", contiguous blocks");
@@ -234,10 +240,15 @@ void bench_prefill(int num_tokens, int num_sms, double gemm_tflops, int variant 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string json_path, profile;
+  std::string json_path, profile, only;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) json_path = argv[++i];
     if (std::strcmp(argv[i], "--profile") == 0 && i + 1 < argc) profile = argv[++i];
+    if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
+  }
+  if (!only.empty() && only != "decode") {
+    std::fprintf(stderr, "--only takes 'decode', not '%s'\n", only.c_str());
+    return 2;
   }
   int device_count = 0;
   if (cudaGetDeviceCount(&device_count) != cudaSuccess || device_count == 0) {
@@ -270,11 +281,11 @@ int main(int argc, char** argv) {
     report({"ceiling_copy", "cudaMemcpy d2d 2 GiB (read+write)", ms, copy_tbps, "TB/s", 0, ""});
   }
   // Ceiling 2: streaming read with the grid limited to a budget of SMs.
-  double read_tbps_32 = 0.0, read_tbps_16 = 0.0, read_tbps_64 = 0.0;
+  double read_tbps_32 = 0.0, read_tbps_16 = 0.0, read_tbps_64 = 0.0, read_tbps_48 = 0.0, read_tbps_24 = 0.0;
   {
     device_memory src(copy_bytes), sink(4);
     CHECK_CUDA(cudaMemset(src.ptr, 1, copy_bytes));
-    for (int budget : {sms, 64, 32, 16}) {
+    for (int budget : {sms, 64, 48, 32, 24, 16}) {
       const double ms = time_ms([&] {
         read_kernel<<<2 * budget, 512>>>(src.as<uint4>(), copy_bytes / 16, sink.as<uint32_t>());
       }, 20);
@@ -282,13 +293,34 @@ int main(int argc, char** argv) {
       if (budget == 32) read_tbps_32 = tbps;
       if (budget == 16) read_tbps_16 = tbps;
       if (budget == 64) read_tbps_64 = tbps;
+      if (budget == 48) read_tbps_48 = tbps;
+      if (budget == 24) read_tbps_24 = tbps;
       report({"ceiling_read", "stream read 2 GiB, " + std::to_string(budget) + " SMs", ms, tbps, "TB/s", copy_tbps,
               "d2d copy"});
     }
   }
+  // Decode attention, every pipeline at the budgets an overlapped schedule gives it (0: all SMs).
+  const auto decode_sweep = [&](const std::vector<int>& variants) {
+    for (int variant : variants) {
+      for (const auto& [num_seqs, context_len] : {std::pair{256, 2048}, std::pair{64, 8192}}) {
+        bench_decode(num_seqs, context_len, 0, copy_tbps, 0, variant);
+        bench_decode(num_seqs, context_len, 48, copy_tbps, read_tbps_48, variant);
+        bench_decode(num_seqs, context_len, 32, copy_tbps, read_tbps_32, variant);
+        bench_decode(num_seqs, context_len, 24, copy_tbps, read_tbps_24, variant);
+      }
+    }
+  };
+  if (only == "decode") {
+    decode_sweep({8, 0, 4, 5, 7});
+    for (int variant : {8, 5, 7}) {
+      bench_decode(256, 2048, 16, copy_tbps, read_tbps_16, variant);
+      bench_decode(256, 2048, 64, copy_tbps, read_tbps_64, variant);
+      bench_decode(256, 2048, 96, copy_tbps, 0, variant);
+    }
+  }
   // Ceiling 3: cuBLASLt bf16 GEMM at the Llama-3-8B gate+up shape.
   double gemm_tflops = 0.0;
-  {
+  if (only.empty()) {
     const int m = 2048, n = 28672, k = 4096;
     device_memory x(size_t(m) * k * 2), w(size_t(n) * k * 2), y(size_t(m) * n * 2);
     fill(x.as<bf16>(), size_t(m) * k, 1, 1.0f);
@@ -306,45 +338,45 @@ int main(int argc, char** argv) {
     }
   }
 
-  bench_decode(256, 2048, 0, copy_tbps, 0);
-  bench_decode(64, 8192, 0, copy_tbps, 0);
-  bench_decode(256, 2048, 32, copy_tbps, read_tbps_32);
-  bench_decode(64, 8192, 32, copy_tbps, read_tbps_32);
-  bench_decode(256, 2048, 16, copy_tbps, read_tbps_16);
-  bench_decode(256, 2048, 64, copy_tbps, read_tbps_64);
-  for (int variant = 1; variant < 4; ++variant) {
-    bench_decode(256, 2048, 0, copy_tbps, 0, variant);
-    bench_decode(256, 2048, 32, copy_tbps, read_tbps_32, variant);
-  }
-  bench_decode(256, 2048, 32, copy_tbps, read_tbps_32, 0, false);
-  bench_decode(256, 2048, 0, copy_tbps, 0, 0, false);
-  bench_prefill(4096, 0, gemm_tflops);
-  bench_prefill(4096, 32, gemm_tflops);
-  bench_prefill(4096, 0, gemm_tflops, 1);
-  bench_prefill(16384, 0, gemm_tflops);
+  if (only.empty()) {
+    decode_sweep({8, 0});
+    bench_decode(256, 2048, 16, copy_tbps, read_tbps_16);
+    bench_decode(256, 2048, 64, copy_tbps, read_tbps_64);
+    for (int variant = 1; variant < 8; ++variant) {
+      bench_decode(256, 2048, 0, copy_tbps, 0, variant);
+      bench_decode(256, 2048, 32, copy_tbps, read_tbps_32, variant);
+    }
+    bench_decode(256, 2048, 32, copy_tbps, read_tbps_32, 0, false);
+    bench_decode(256, 2048, 0, copy_tbps, 0, 0, false);
+    bench_decode(256, 2048, 32, copy_tbps, read_tbps_32, 8, false);
+    bench_prefill(4096, 0, gemm_tflops);
+    bench_prefill(4096, 32, gemm_tflops);
+    bench_prefill(4096, 0, gemm_tflops, 1);
+    bench_prefill(16384, 0, gemm_tflops);
 
-  // Row kernels at a 16k-token batch (bytes: every input read once, every output written once).
-  {
-    const int tokens = 16384, hidden = 4096, inter = 14336;
-    device_memory x(size_t(tokens) * hidden * 2), res(size_t(tokens) * hidden * 2), o(size_t(tokens) * hidden * 2),
-        wt(hidden * 2), gu(size_t(tokens) * 2 * inter * 2), act(size_t(tokens) * inter * 2);
-    fill(x.as<bf16>(), size_t(tokens) * hidden, 3, 1.0f);
-    fill(res.as<bf16>(), size_t(tokens) * hidden, 4, 1.0f);
-    fill(wt.as<bf16>(), hidden, 5, 1.0f);
-    fill(gu.as<bf16>(), size_t(tokens) * 2 * inter, 6, 1.0f);
-    double ms = time_ms([&] {
-      CHECK_CUDA(nf::kernels::rmsnorm(x.as<bf16>(), wt.as<bf16>(), o.as<bf16>(), tokens, hidden, 1e-5f, 0, nullptr));
-    }, 20);
-    report({"rmsnorm", "16384 x 4096", ms, 2.0 * tokens * hidden * 2 / ms / 1e9, "TB/s", copy_tbps, "d2d copy"});
-    ms = time_ms([&] {
-      CHECK_CUDA(nf::kernels::add_rmsnorm(res.as<bf16>(), x.as<bf16>(), wt.as<bf16>(), o.as<bf16>(), tokens, hidden,
-                                          1e-5f, 0, nullptr));
-    }, 20);
-    report({"add_rmsnorm", "16384 x 4096", ms, 4.0 * tokens * hidden * 2 / ms / 1e9, "TB/s", copy_tbps, "d2d copy"});
-    ms = time_ms([&] {
-      CHECK_CUDA(nf::kernels::silu_and_mul(gu.as<bf16>(), act.as<bf16>(), tokens, inter, 0, nullptr));
-    }, 20);
-    report({"silu_and_mul", "16384 x 14336", ms, 3.0 * tokens * inter * 2 / ms / 1e9, "TB/s", copy_tbps, "d2d copy"});
+    // Row kernels at a 16k-token batch (bytes: every input read once, every output written once).
+    {
+      const int tokens = 16384, hidden = 4096, inter = 14336;
+      device_memory x(size_t(tokens) * hidden * 2), res(size_t(tokens) * hidden * 2), o(size_t(tokens) * hidden * 2),
+          wt(hidden * 2), gu(size_t(tokens) * 2 * inter * 2), act(size_t(tokens) * inter * 2);
+      fill(x.as<bf16>(), size_t(tokens) * hidden, 3, 1.0f);
+      fill(res.as<bf16>(), size_t(tokens) * hidden, 4, 1.0f);
+      fill(wt.as<bf16>(), hidden, 5, 1.0f);
+      fill(gu.as<bf16>(), size_t(tokens) * 2 * inter, 6, 1.0f);
+      double ms = time_ms([&] {
+        CHECK_CUDA(nf::kernels::rmsnorm(x.as<bf16>(), wt.as<bf16>(), o.as<bf16>(), tokens, hidden, 1e-5f, 0, nullptr));
+      }, 20);
+      report({"rmsnorm", "16384 x 4096", ms, 2.0 * tokens * hidden * 2 / ms / 1e9, "TB/s", copy_tbps, "d2d copy"});
+      ms = time_ms([&] {
+        CHECK_CUDA(nf::kernels::add_rmsnorm(res.as<bf16>(), x.as<bf16>(), wt.as<bf16>(), o.as<bf16>(), tokens, hidden,
+                                            1e-5f, 0, nullptr));
+      }, 20);
+      report({"add_rmsnorm", "16384 x 4096", ms, 4.0 * tokens * hidden * 2 / ms / 1e9, "TB/s", copy_tbps, "d2d copy"});
+      ms = time_ms([&] {
+        CHECK_CUDA(nf::kernels::silu_and_mul(gu.as<bf16>(), act.as<bf16>(), tokens, inter, 0, nullptr));
+      }, 20);
+      report({"silu_and_mul", "16384 x 14336", ms, 3.0 * tokens * inter * 2 / ms / 1e9, "TB/s", copy_tbps, "d2d copy"});
+    }
   }
 
   if (!json_path.empty()) {
