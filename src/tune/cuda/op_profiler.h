@@ -29,7 +29,8 @@ struct op_profiler_options {
   int prefill_chunk = 1024;             // prefill attention rows are prompts of this many tokens
   double replay_target_us = 1000.0;     // launches per captured graph: about this long a replay (at most 256)
   int num_replays = 3;                  // timed replays per measurement; the median counts
-  double overlap_target_us = 4000.0;    // interference: each side's loop runs about this long alone
+  double overlap_target_us = 4000.0;    // interference: each side's loop runs about this long alone (or one
+                                        // launch of the longer kernel)
   double kv_memory_fraction = 0.4;      // the KV cache takes at most this share of free device memory
   uint64_t seed = 0;
   FILE* progress = stderr;              // one line per operation; nullptr: quiet
