@@ -15,5 +15,7 @@ command_action add_generate_command(CLI::App& app);
 command_action add_bench_throughput_command(CLI::App& bench);
 command_action add_bench_serve_command(CLI::App& bench);
 command_action add_serve_command(CLI::App& app);
+// `tune` with its `profile` and `search` subcommands.
+command_action add_tune_command(CLI::App& app);
 
 }  // namespace nf::cli

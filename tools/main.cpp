@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
       {bench, "throughput", nf::cli::add_bench_throughput_command(*bench)},
       {bench, "serve", nf::cli::add_bench_serve_command(*bench)},
       {&app, "serve", nf::cli::add_serve_command(app)},
+      {&app, "tune", nf::cli::add_tune_command(app)},
   };
   try {
     app.parse(argc, argv);
