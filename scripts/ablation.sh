@@ -3,6 +3,7 @@
 # on the CUDA backend with Llama-3-8B dummy weights, for every schedule x workload, one log and JSON each, then a
 # table of total tokens/s, fraction of the compute-bound ceiling and speed-up over the first schedule.
 # Usage: scripts/ablation.sh OUT_DIR [BUNDLE_DIR]
+#   MODEL       (default configs/models/llama3-8b): the config.json folder
 #   SCHEDULES   (default "sequential nanobatch overlap"): names of configs/pipelines or spec paths
 #   WORKLOADS   (default "fixed splitwise_conv lmsys sharegpt"): "fixed" is --input-len 1024 --output-len 512
 #   NUM_PROMPTS (default 2000), BENCH_TIMEOUT (seconds per run, default 300), EXTRA_ARGS (added to every run),
@@ -24,7 +25,7 @@ run_one() {  # log name, args...
   local name=$1
   shift
   timeout "$bench_timeout" "$bundle/bin/nanoflow" bench throughput --backend cuda --load-format dummy \
-    --model configs/models/llama3-8b --no-progress --output-json "$out/$name.json" "${extra[@]}" "$@" \
+    --model "${MODEL:-configs/models/llama3-8b}" --no-progress --output-json "$out/$name.json" "${extra[@]}" "$@" \
     > "$out/$name.log" 2>&1
   echo "$name rc=$?" >> "$out/runs.txt"
 }

@@ -7,6 +7,7 @@
 #   OUT_DIR gets profile.json, tuned_spec.json, tuned_prediction.json, tune.log, and a log and JSON per benchmark.
 #   BUNDLE_DIR holds bin/nanoflow and lib as made by scripts/bundle_libs.sh (default: the folder above this
 #   script).
+#   MODEL (configs/models/llama3-8b): the config.json folder to tune for;
 #   DECODE_ROWS (512), PREFILL_ROWS (1536), MEAN_CONTEXT (1280): the step the spec is tuned for;
 #   MAX_NANO_BATCHES (4), TIME_LIMIT (5 s per MILP solve), PROFILE_ARGS (more `tune` options, e.g.
 #   "--sm-budget-stride 2"), NUM_PROMPTS (500), TUNE_TIMEOUT (600 s), BENCH_TIMEOUT (300 s per benchmark).
@@ -17,7 +18,7 @@ bundle="$(cd "${2:-$here/..}" && pwd)"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-model=configs/models/llama3-8b
+model=${MODEL:-configs/models/llama3-8b}
 budget=2048
 num_prompts=${NUM_PROMPTS:-500}
 read -r -a profile_args <<< "${PROFILE_ARGS:-}"

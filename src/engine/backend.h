@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "engine/model_batch.h"
+#include "engine/sampler.h"
 #include "model/model_config.h"
 
 namespace nf {
@@ -31,6 +33,17 @@ class backend {
       const auto row = logits.begin() + static_cast<std::ptrdiff_t>(i * vocab);
       token_ids[i] = static_cast<int32_t>(std::max_element(row, row + static_cast<std::ptrdiff_t>(vocab)) - row);
     }
+  }
+  // Sampling: row i of the logit rows sampled with contexts[i], exactly as sample_token() on forward()'s logits
+  // would. Devices override it to sample where the logits are and return only the results.
+  virtual void forward_sample(const model_batch& batch, std::span<const sampling_context> contexts,
+                              std::vector<sample_result>& results) {
+    std::vector<float> logits;
+    forward(batch, logits);
+    const size_t vocab = static_cast<size_t>(config().vocab_size);
+    results.resize(contexts.size());
+    for (size_t i = 0; i < contexts.size(); ++i)
+      results[i] = sample_token(std::span<const float>(logits.data() + i * vocab, vocab), contexts[i]);
   }
   // Dense GEMM rate of this backend at the given batch shape, in FLOP/s, measured now (the compute ceiling).
   virtual double measure_gemm_flops(int num_tokens) = 0;

@@ -124,15 +124,16 @@ void llm_engine::execute(const step_plan& plan, planned_batch& planned, step_res
     }
     return;
   }
-  model_->forward(planned.batch, logits_);
-  const int vocab = config().vocab_size;
+  std::vector<sampling_context> contexts;
+  contexts.reserve(num_logits);
   for (size_t j = 0; j < num_logits; ++j) {
-    const scheduled_request& entry = plan.requests[planned.logit_entries[j]];
-    sequence_state& state = sequences_.at(entry.id);
-    const sampling_context context{&state.params, state.seed, state.stream, state.prompt, state.outputs, config().eos_token_ids};
-    result.samples[j] = sample_token(std::span<const float>(logits_.data() + j * vocab, vocab), context);
+    sequence_state& state = sequences_.at(plan.requests[planned.logit_entries[j]].id);
+    contexts.push_back({&state.params, state.seed, state.stream, state.prompt, state.outputs, config().eos_token_ids});
+  }
+  model_->forward_sample(planned.batch, contexts, result.samples);
+  for (size_t j = 0; j < num_logits; ++j) {
     result.tokens[j] = result.samples[j].token_id;
-    state.outputs.push_back(result.tokens[j]);
+    sequences_.at(plan.requests[planned.logit_entries[j]].id).outputs.push_back(result.tokens[j]);
   }
 }
 

@@ -86,7 +86,6 @@ class llm_engine {
   std::mt19937_64 seed_source_;  // seeds of requests that bring none
   std::vector<completion_delta> pending_deltas_;  // aborts, returned by the next step()
   std::optional<in_flight_step> in_flight_;
-  std::vector<float> logits_;  // [num_logits, vocab_size]
   int64_t num_prompt_tokens_ = 0;
   int64_t num_generation_tokens_ = 0;
   int64_t num_steps_ = 0;

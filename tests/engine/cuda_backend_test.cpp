@@ -5,6 +5,7 @@
 //   model that runs the tensor-core attention kernels;
 // - realistic shapes (Llama-3-8B width, Qwen2-7B width with bias), checkpoints and transformers float32 logits
 //   made at test time by scripts/reference/make_realistic_refs.py into $NANOFLOW_REALISTIC_REFS;
+// - sampling on the device (forward_sample) draws what the host sampler draws from forward()'s logits;
 // - continuous batching (chunked prompts, a prefix-cache hit, mixed lengths) gives each request's solo tokens
 //   until the first near tie.
 #include <cuda_runtime.h>
@@ -224,6 +225,60 @@ TEST(cuda_backend, device_dummy_weights_equal_host_dummy_weights_on_tensor_core_
     std::printf("head_dim 128 dummy model, step %zu (%zu tokens): relative error vs CPU %.2e\n", step,
                 feeds[step].size(), error);
   }
+}
+
+TEST(cuda_backend, device_sampling_matches_the_host_sampler_on_the_same_logits) {
+  SKIP_WITHOUT_GPU();
+  const model_config config = tuned_test_config();
+  cuda::weight_source source;
+  source.dummy = true;
+  source.dummy_seed = 11;
+  source.dummy_std = 0.05f;  // wide enough logits that top-k / top-p / min-p cut something
+  auto gpu = make_cuda(config, source, 64);
+  std::mt19937 rng(23);
+  std::vector<int32_t> prompt(96);
+  for (auto& id : prompt) id = static_cast<int32_t>(rng() % config.vocab_size);
+  solo_sequence seq(*gpu);
+  model_batch batch = seq.next_batch(prompt);
+  batch.logit_rows.clear();
+  for (int32_t row = 5; row < 96; row += 12) batch.logit_rows.push_back(row);  // 8 rows
+  std::vector<sampling_params> params(batch.logit_rows.size());
+  params[0].temperature = 0.8f;
+  params[1].temperature = 1.0f, params[1].top_k = 20;
+  params[2].temperature = 0.7f, params[2].top_p = 0.9f;
+  params[3].temperature = 1.2f, params[3].min_p = 0.05f;
+  params[4].temperature = 0.9f, params[4].repetition_penalty = 1.3f, params[4].logprobs = 5;
+  params[5].temperature = 0.0f, params[5].presence_penalty = 0.5f, params[5].frequency_penalty = 0.3f;
+  params[6].temperature = 1.0f, params[6].top_k = 50, params[6].top_p = 0.8f, params[6].logprobs = 0;
+  params[7].temperature = 0.0f, params[7].logprobs = 3;
+  const std::vector<int32_t> outputs = {prompt[3], prompt[7], prompt[7], 17};  // tokens "generated so far"
+  std::vector<int32_t> eos = {2};
+  size_t num_rows = 0, num_different = 0;
+  for (uint64_t trial = 0; trial < 6; ++trial) {
+    std::vector<sampling_context> contexts;
+    for (size_t r = 0; r < params.size(); ++r)
+      contexts.push_back({&params[r], 1000 + trial, static_cast<uint32_t>(r), prompt, outputs, eos});
+    std::vector<sample_result> on_device;
+    gpu->forward_sample(batch, contexts, on_device);
+    std::vector<float> logits;
+    gpu->forward(batch, logits);  // the same batch again: the same KV writes, the same logits
+    ASSERT_EQ(on_device.size(), params.size());
+    const size_t vocab = static_cast<size_t>(config.vocab_size);
+    for (size_t r = 0; r < params.size(); ++r) {
+      const sample_result on_host = sample_token(std::span<const float>(logits.data() + r * vocab, vocab), contexts[r]);
+      ++num_rows;
+      if (on_host.token_id != on_device[r].token_id) {
+        ++num_different;
+        continue;
+      }
+      EXPECT_NEAR(on_host.logprob, on_device[r].logprob, 2e-3) << "row " << r << " trial " << trial;
+      ASSERT_EQ(on_host.top_logprobs.size(), on_device[r].top_logprobs.size()) << "row " << r;
+      for (size_t k = 0; k < on_host.top_logprobs.size(); ++k)
+        EXPECT_NEAR(on_host.top_logprobs[k].logprob, on_device[r].top_logprobs[k].logprob, 2e-3) << "row " << r;
+    }
+  }
+  std::printf("device sampling: %zu of %zu rows drew another token than the host sampler\n", num_different, num_rows);
+  EXPECT_LE(num_different, 1u) << "only a draw that lands on a float boundary may differ";
 }
 
 // Realistic shapes: reference checkpoints and float32 transformers logits made on the GPU machine at test time.

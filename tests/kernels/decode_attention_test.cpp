@@ -78,6 +78,73 @@ INSTANTIATE_TEST_SUITE_P(shapes, decode_attention_test,
                                            std::make_tuple(24, 2, 128, 16, 5), std::make_tuple(7, 1, 64, 16, 0),
                                            std::make_tuple(12, 4, 64, 32, 1)));
 
+// The engine gives each layer its share of the KV cache, which on a large GPU with a small model is many GiB. The
+// fixture's blocks are moved far apart over a cache of 24 GiB (block ids up to ~390k, byte offsets past 2^34), so
+// every variant must address blocks past 4, 8 and 16 GiB as it does near the start.
+TEST(decode_attention, reads_blocks_anywhere_in_a_large_cache) {
+  NF_SKIP_WITHOUT_GPU();
+  constexpr size_t cache_bytes = size_t{24} << 30;
+  size_t free_bytes = 0, total_bytes = 0;
+  NF_CUDA_OK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  if (free_bytes < cache_bytes + (size_t{2} << 30)) GTEST_SKIP() << "needs 26 GiB of free device memory";
+  const int num_q_heads = 32, num_kv_heads = 8, head_dim = 128, block_size = 16;
+  std::mt19937 rng(41);
+  const std::vector<int> lens = {17, 700, 2048, 4099};
+  test::paged_kv_fixture kv({num_kv_heads, head_dim, block_size}, lens, rng);
+  const int num_seqs = static_cast<int>(lens.size());
+  const auto q = test::random_bf16_values(static_cast<size_t>(num_seqs) * num_q_heads * head_dim, rng, 2.0f);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  std::vector<ref::attention_sequence> seqs;
+  for (int s = 0; s < num_seqs; ++s) seqs.push_back({s, 1, lens[s], kv.table(s)});
+  std::vector<float> ref(q.size());
+  ref::paged_attention(q.data(), kv.cache.data(), seqs, num_q_heads, kv.layout, scale, ref.data());
+
+  // Fixture block b goes to big block far[b]: spread over the whole cache, the last ones at its very end.
+  const size_t block_elems = kv.layout.block_stride();
+  const int64_t num_big_blocks = static_cast<int64_t>(cache_bytes / (block_elems * sizeof(bf16)));
+  const int num_blocks = static_cast<int>(kv.cache.size() / block_elems);
+  std::vector<int32_t> far(num_blocks);
+  for (int b = 0; b < num_blocks; ++b)
+    far[b] = static_cast<int32_t>(num_big_blocks - 1 - (static_cast<int64_t>(b) * 7919) % num_big_blocks);
+  std::vector<int32_t> tables = kv.block_tables;
+  for (int32_t& entry : tables) entry = far[entry];
+  device_buffer<bf16> d_cache(cache_bytes / sizeof(bf16));
+  const std::vector<bf16> blocks = test::to_bf16(kv.cache);
+  for (int b = 0; b < num_blocks; ++b)
+    NF_CUDA_OK(cudaMemcpy(d_cache.get() + static_cast<size_t>(far[b]) * block_elems, blocks.data() + b * block_elems,
+                          block_elems * sizeof(bf16), cudaMemcpyHostToDevice));
+  device_buffer<bf16> d_q(test::to_bf16(q)), d_out(q.size());
+  device_buffer<int32_t> d_tables(tables), d_lens(std::vector<int32_t>(lens.begin(), lens.end()));
+  const size_t workspace_bytes =
+      kernels::decode_attention_workspace_bytes(num_seqs, num_q_heads, head_dim, kv.max_context_len());
+  device_buffer<float> d_workspace(workspace_bytes / sizeof(float));
+  kernels::decode_attention_args args;
+  args.q = d_q.get();
+  args.kv_cache = d_cache.get();
+  args.block_tables = d_tables.get();
+  args.context_lens = d_lens.get();
+  args.out = d_out.get();
+  args.workspace = d_workspace.get();
+  args.workspace_bytes = workspace_bytes;
+  args.num_seqs = num_seqs;
+  args.num_q_heads = num_q_heads;
+  args.num_kv_heads = num_kv_heads;
+  args.head_dim = head_dim;
+  args.block_size = block_size;
+  args.max_blocks_per_seq = kv.max_blocks_per_seq;
+  args.max_context_len = kv.max_context_len();
+  args.scale = scale;
+  for (int variant = 0; variant < 9; ++variant) {
+    args.variant = variant;
+    d_out.poison();
+    NF_CUDA_OK(kernels::decode_attention(args, nullptr));
+    NF_CUDA_OK(cudaDeviceSynchronize());
+    const auto out = test::to_float(d_out.download());
+    EXPECT_EQ(test::count_non_finite(out), 0u) << "variant " << variant;
+    EXPECT_LT(test::relative_error(out, ref), test::bf16_tolerance) << "variant " << variant;
+  }
+}
+
 TEST(decode_attention, rejects_unsupported_shapes) {
   NF_SKIP_WITHOUT_GPU();
   kernels::decode_attention_args args;

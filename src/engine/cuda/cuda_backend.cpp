@@ -615,6 +615,16 @@ void cuda_backend::forward_argmax(const model_batch& batch, std::vector<int32_t>
   token_ids.assign(host_out_.as<int32_t>(), host_out_.as<int32_t>() + num_sampled);
 }
 
+void cuda_backend::forward_sample(const model_batch& batch, std::span<const sampling_context> contexts,
+                                  std::vector<sample_result>& results) {
+  NF_CHECK(contexts.size() == batch.logit_rows.size(), "one sampling context per logit row");
+  run(batch, false);
+  profiler_.begin(step_op::sampling, stream_);
+  sampler_.sample(logits_.as<bf16>(), config_.vocab_size, contexts, stream_, results);
+  profiler_.end();
+  finish_step(batch);
+}
+
 double cuda_backend::measure_gemm_flops(int num_tokens) {
   const int m = std::max(1, num_tokens), k = config_.hidden_size, n = 2 * config_.intermediate_size;
   cuda::memory_block x, w, y;

@@ -2,7 +2,7 @@
 // of kernels/cuda (cuBLASLt GEMMs, fused RoPE + paged KV write, paged decode and prefill attention) and a
 // paged KV cache sized from the memory left after weights and activations. The layers run as a pipeline spec
 // (sequential, nano-batch or overlapped) through the stream executor, each nano-op on its rows, stream and SM
-// budget. Greedy sampling runs on the device.
+// budget. Sampling (greedy and random) runs on the device.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/cuda/device_sampler.h"
 #include "engine/cuda/device_weights.h"
 #include "engine/cuda/step_profiler.h"
 #include "engine/cuda/stream_executor.h"
@@ -47,6 +48,8 @@ class cuda_backend final : public backend {
   int num_kv_blocks() const override { return num_kv_blocks_; }
   void forward(const model_batch& batch, std::vector<float>& logits) override;
   void forward_argmax(const model_batch& batch, std::vector<int32_t>& token_ids) override;
+  void forward_sample(const model_batch& batch, std::span<const sampling_context> contexts,
+                      std::vector<sample_result>& results) override;
   double measure_gemm_flops(int num_tokens) override;
 
   size_t weight_bytes() const { return weights_.storage.bytes(); }
@@ -113,6 +116,7 @@ class cuda_backend final : public backend {
   cuda::memory_block host_out_{true};                 // pinned: logits (bf16) or token ids coming back
   std::vector<std::byte> metadata_host_;              // built here, then one memcpy into the pinned staging
   cuda::step_profiler profiler_;
+  cuda::device_sampler sampler_;  // sampling of non-greedy rows on the device
 };
 
 }  // namespace nf

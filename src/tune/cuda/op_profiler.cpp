@@ -63,6 +63,17 @@ void check_options(const op_profiler_options& o) {
   }
 }
 
+// One layer's share of the KV cache the engine would allocate on this device (the default
+// --gpu-memory-utilization of 0.9, less the bf16 weights): decode attention then streams a region of the size it
+// streams in the engine (several GiB; far past the L2), and no larger.
+size_t engine_layer_kv_bytes(const model_config& config) {
+  size_t free_bytes = 0, total_bytes = 0;
+  NF_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  const double weights = 2.0 * double(config.num_parameters());
+  const double kv = 0.9 * double(total_bytes) - weights;
+  return kv > 0.0 ? static_cast<size_t>(kv / std::max(1, config.num_layers)) : size_t{1} << 30;
+}
+
 class profiler {
  public:
   profiler(const model_config& config, const op_profiler_options& options, int num_sms)
@@ -75,11 +86,12 @@ class profiler {
     profile_.decode_context_lengths = options.decode_context_lengths;
     cuda::synthetic_layer_options layer;
     layer.max_rows = options.dense_budget;
-    for (double c : options.decode_context_lengths) layer.decode_contexts.push_back(static_cast<int>(c));
+    layer.decode_contexts.assign(options.decode_context_lengths.begin(), options.decode_context_lengths.end());
     layer.prefill_row_counts = profile_.token_counts;
     layer.prefill_chunk = options.prefill_chunk;
     layer.block_size = options.block_size;
     layer.kv_memory_fraction = options.kv_memory_fraction;
+    layer.kv_max_bytes = engine_layer_kv_bytes(config);
     layer.seed = options.seed;
     layer_ = std::make_unique<cuda::synthetic_layer>(config, layer);
     NF_CUDA_CHECK(compute_gemm_.init());

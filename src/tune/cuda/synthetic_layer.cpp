@@ -108,7 +108,9 @@ synthetic_layer::synthetic_layer(const model_config& c, const synthetic_layer_op
   const size_t block_bytes = size_t(2) * c.num_kv_heads * o.block_size * c.head_dim * sizeof(bf16);
   size_t free_bytes = 0, total_bytes = 0;
   NF_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  const int64_t affordable = static_cast<int64_t>(o.kv_memory_fraction * double(free_bytes) / double(block_bytes));
+  double kv_bytes = o.kv_memory_fraction * double(free_bytes);
+  if (o.kv_max_bytes > 0) kv_bytes = std::min(kv_bytes, double(o.kv_max_bytes));
+  const int64_t affordable = static_cast<int64_t>(kv_bytes / double(block_bytes));
   if (affordable < 1)
     fail("no device memory is left for a KV cache ({:.2f} GiB free)", free_bytes / double(1 << 30));
   num_kv_blocks_ = static_cast<int>(std::min<int64_t>({needed, affordable, INT32_MAX / o.block_size}));

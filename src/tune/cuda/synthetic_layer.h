@@ -23,6 +23,7 @@ struct synthetic_layer_options {
   int prefill_chunk = 1024;                   // prefill rows are prompts of this many tokens (the last shorter)
   int block_size = 16;                        // tokens per KV block, a multiple of 16
   double kv_memory_fraction = 0.4;            // most of the free device memory the KV cache may take
+  size_t kv_max_bytes = 0;                    // and at most this many bytes (0: no cap)
   uint64_t seed = 0;
 };
 
