@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
+#include <chrono>
 #include <ctime>
 #include <random>
 #include <thread>
@@ -111,6 +113,7 @@ struct http_server::impl {
   server_context context;
   listening_server server;
   std::thread listener;
+  std::atomic<bool> listen_returned{false};  // the accept loop has ended (or never started)
   int port = -1;
   bool stopped = false;
 
@@ -262,7 +265,14 @@ int http_server::start() {
   if (!impl_->server.set_listen_backlog(o.listen_backlog))
     fail("cannot set the listen backlog of {}:{} to {}", o.host, port, o.listen_backlog);
   impl_->port = port;
-  impl_->listener = std::thread([this] { impl_->server.listen_after_bind(); });
+  impl_->listener = std::thread([this] {
+    impl_->server.listen_after_bind();
+    impl_->listen_returned = true;
+  });
+  // httplib's stop() does nothing until the accept loop runs, so a stop() soon after start() would leave the loop
+  // (and the join in stop()) waiting forever: return only once the loop runs.
+  while (!impl_->server.is_running() && !impl_->listen_returned)
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
   return port;
 }
 
