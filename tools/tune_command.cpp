@@ -118,20 +118,6 @@ std::string device_name() {
 #endif
 }
 
-// One layer with every operation over all its rows on the whole GPU, one after another: the baseline.
-double sequential_layer_us(const operation_profile& profile, const workload_point& w) {
-  const op_graph& graph = llama_op_graph();
-  double total = 0.0;
-  for (int op = 0; op < static_cast<int>(graph.ops.size()); ++op) {
-    const row_class rows = graph.ops[op].rows;
-    const int num_rows = rows == row_class::decode    ? w.num_decode
-                         : rows == row_class::prefill ? w.num_prefill
-                                                      : w.num_decode + w.num_prefill;
-    total += profile.time_us(graph, op, num_rows, profile.num_sms, w.mean_decode_context);
-  }
-  return total;
-}
-
 int search_and_write(const tune_cli_options& o, const operation_profile& profile) {
   tune_options options;
   options.workload = {o.decode_rows, o.prefill_rows, o.mean_context};
@@ -144,9 +130,10 @@ int search_and_write(const tune_cli_options& o, const operation_profile& profile
   const tune_result result = search_pipeline(profile, llama_op_graph(), options);
   write_tune_result(result, o.output_spec, o.output_prediction);
   std::printf("tuned spec \"%s\": %d nano-batches, %zu nano-ops per layer; predicted %.1f us per layer, %.3f ms per "
-              "step (sequential on the whole GPU: %.1f us per layer)\n",
+              "step (sequential on the whole GPU: %.1f us per layer)%s\n",
               result.spec.name.c_str(), result.problem.num_nano_batches(), result.spec.nano_ops.size(),
-              result.per_layer_us(), result.per_step_us() / 1e3, sequential_layer_us(profile, options.workload));
+              result.per_layer_us(), result.per_step_us() / 1e3, result.sequential_per_layer_us,
+              result.sequential ? "; no split was predicted faster, so the spec is the sequential one" : "");
   std::printf("wrote %s and %s\n", o.output_spec.c_str(), o.output_prediction.c_str());
   return 0;
 }

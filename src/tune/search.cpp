@@ -1,6 +1,7 @@
 // The search driver: candidates, both stages, the winning spec and its prediction.
 #include "tune/search.h"
 
+#include <algorithm>
 #include <fstream>
 
 #include "core/error.h"
@@ -48,7 +49,47 @@ budget_model budgets_of(const operation_profile& profile, const op_graph& graph,
   return model;
 }
 
+// The sequential schedule as a search result: one nano-batch, every nano-op on the first stream in program order
+// on the whole GPU.
+void make_sequential(const operation_profile& profile, const op_graph& graph, const workload_point& w,
+                     const std::string& name, const std::string& reason, tune_result& result) {
+  result.problem = make_schedule_problem(graph, {0.0, 1.0}, {w.num_decode, w.num_prefill});
+  const int num_nodes = static_cast<int>(result.problem.nodes.size());
+  cyclic_schedule& s = result.schedule;
+  s.stream_orders.assign(num_search_streams, {});
+  for (int node = 0; node < num_nodes; ++node) {
+    s.stream_orders[0].push_back(node);
+    const search_node& n = result.problem.nodes[node];
+    s.duration_us.push_back(profile.time_us(graph, n.op, n.num_rows, profile.num_sms, w.mean_decode_context));
+    s.sm_counts.push_back(profile.num_sms);
+  }
+  const std::vector<timing_constraint> constraints = order_constraints(result.problem, s.stream_orders);
+  s.period_us = shortest_period(num_nodes, constraints, s.duration_us);
+  s.start_us = earliest_starts(num_nodes, constraints, s.duration_us, s.period_us);
+  s.status = milp_status::optimal;
+  result.stage1 = s;
+  result.sequential = true;
+  result.spec = sequential_spec(graph);
+  result.spec.name = name;
+  result.spec.description = fmt::format(
+      "searched for {} decode rows (mean context {}) and {} prefill rows on {}: {}, so the sequential schedule "
+      "({:.1f} us per layer)",
+      w.num_decode, w.mean_decode_context, w.num_prefill, profile.gpu, reason, s.period_us);
+}
+
 }  // namespace
+
+double sequential_layer_us(const operation_profile& profile, const op_graph& graph, const workload_point& w) {
+  double total = 0.0;
+  for (int op = 0; op < static_cast<int>(graph.ops.size()); ++op) {
+    const row_class rows = graph.ops[op].rows;
+    const int num_rows = rows == row_class::decode    ? w.num_decode
+                         : rows == row_class::prefill ? w.num_prefill
+                                                      : w.num_decode + w.num_prefill;
+    total += profile.time_us(graph, op, num_rows, profile.num_sms, w.mean_decode_context);
+  }
+  return total;
+}
 
 nlohmann::json tune_result::prediction_json() const {
   using json = nlohmann::json;
@@ -65,8 +106,11 @@ nlohmann::json tune_result::prediction_json() const {
   doc["per_step_us"] = per_step_us();
   doc["per_step_note"] = "decoder layers only: (num_layers - 1) * per_layer_us + one layer's span";
   doc["stage1_per_layer_us"] = stage1.period_us;
+  doc["sequential_per_layer_us"] = sequential_per_layer_us;
+  doc["sequential"] = sequential;
   json timeline = json::object();
-  for (int stream = 0; stream < num_search_streams; ++stream) {
+  const int num_streams = std::min<int>(num_search_streams, static_cast<int>(spec.streams.size()));
+  for (int stream = 0; stream < num_streams; ++stream) {
     json entries = json::array();
     for (int node : schedule.stream_orders[stream]) {
       if (schedule.duration_us[node] <= 0.0) continue;
@@ -122,13 +166,18 @@ tune_result search_pipeline(const operation_profile& profile, const op_graph& gr
       found = true;
     }
   }
-  if (!found)
-    fail("tune: the solver found no schedule within its time limits ({} s and {} s per candidate)",
-         options.stage1_time_limit_s, options.stage2_time_limit_s);
+  const double sequential_us = sequential_layer_us(profile, graph, w);
+  if (!found || best.schedule.period_us >= sequential_us) {
+    const std::string reason = found ? "no split was predicted faster" : "the solver found no split in its time limits";
+    best = tune_result{};
+    make_sequential(profile, graph, w, options.spec_name, reason, best);
+  }
   best.candidates = std::move(candidates);
   best.gpu = profile.gpu;
   best.workload = w;
   best.num_layers = profile.shape.num_layers;
+  best.sequential_per_layer_us = sequential_us;
+  if (best.sequential) return best;
   const std::string description = fmt::format(
       "searched for {} decode rows (mean context {}) and {} prefill rows on {}: {} nano-batches, predicted {:.1f} us "
       "per layer",

@@ -1,6 +1,7 @@
 // The automatic pipeline search (`nanoflow tune`): from an operation profile and a workload point, the pipeline
 // spec with the shortest predicted layer time. Every candidate split (1..max_nano_batches nano-batches) gets a
-// stage-1 order and stage-2 SM budgets; the best stage-2 result wins, written as a spec plus its prediction.
+// stage-1 order and stage-2 SM budgets; the best stage-2 result wins, written as a spec plus its prediction, unless
+// the plain sequential schedule is predicted at least as fast.
 #pragma once
 
 #include <filesystem>
@@ -47,6 +48,8 @@ struct tune_result {
   workload_point workload;
   int num_layers = 0;
   std::vector<tune_candidate> candidates;
+  double sequential_per_layer_us = 0.0;  // every operation over all rows on the whole GPU, one after another
+  bool sequential = false;               // no candidate was predicted faster: the spec is the sequential one
 
   double per_layer_us() const { return schedule.period_us; }
   double per_step_us() const { return schedule.step_us(num_layers); }
@@ -54,7 +57,12 @@ struct tune_result {
   nlohmann::json prediction_json() const;
 };
 
-// Throws nf::error for a workload the profile cannot price (no rows, more rows than the dense budget, a
+// One layer of the sequential schedule (each operation over all its rows on the whole GPU, in program order) at
+// the workload point, from the profile.
+double sequential_layer_us(const operation_profile& profile, const op_graph& graph, const workload_point& workload);
+
+// When no candidate is predicted faster than the sequential schedule, the result is the sequential spec (renamed)
+// with its own prediction. Throws nf::error for a workload the profile cannot price (no rows, more rows than the dense budget, a
 // negative context) or bad options. The spec passes validate_spec.
 tune_result search_pipeline(const operation_profile& profile, const op_graph& graph, const tune_options& options);
 

@@ -112,7 +112,7 @@ TEST(cpu_executor, test_steps_mix_decode_and_prefill_rows) {
 TEST(cpu_executor, three_specs_give_the_same_logits) {
   for (const char* model : {"llama3-gqa", "qwen2-bias-tied", "mistral-headdim"}) {
     const auto sequential = run_steps(model, test::config_spec("sequential"));
-    for (const char* name : {"nanobatch", "overlap", "overlap-split-decode", "nanobatch-halves", "overlap-halves"}) {
+    for (const std::string& name : test::shipped_spec_names()) {
       const float diff = max_difference(sequential, run_steps(model, test::config_spec(name)));
       EXPECT_LE(diff, logit_tolerance) << model << " " << name;
     }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <filesystem>
 #include <random>
 
 #include <fmt/format.h>
@@ -21,6 +22,21 @@ inline std::string problems_of(const pipeline_spec& spec) { return join_problems
 
 inline pipeline_spec config_spec(const std::string& name) {
   return load_pipeline_spec(source_dir() / "configs/pipelines" / (name + ".json"), llama_op_graph());
+}
+
+// Every spec shipped under configs/pipelines (searched ones in tuned/ too; predictions skipped), as names for
+// config_spec: "overlap", "tuned/llama3-8b-h200", ...; sorted.
+inline std::vector<std::string> shipped_spec_names() {
+  namespace fs = std::filesystem;
+  const fs::path root = source_dir() / "configs/pipelines";
+  std::vector<std::string> names;
+  for (const fs::directory_entry& entry : fs::recursive_directory_iterator(root)) {
+    const fs::path& path = entry.path();
+    if (!entry.is_regular_file() || path.extension() != ".json" || path.stem().extension() == ".prediction") continue;
+    names.push_back((fs::relative(path, root).parent_path() / path.stem()).generic_string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 // The nano-ops of every op but `skipped`, one each over the whole step, on one stream in program order,

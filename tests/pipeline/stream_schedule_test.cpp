@@ -53,7 +53,7 @@ std::string first_unordered_dependency(const stream_schedule& s) {
 const std::vector<step_rows> shapes = {{0, 37}, {19, 0}, {5, 60}, {128, 512}, {1, 1}};
 
 TEST(stream_schedule, shipped_specs_keep_every_dependency) {
-  for (const char* name : {"sequential", "nanobatch", "overlap", "overlap-split-decode", "overlap-halves"})
+  for (const std::string& name : test::shipped_spec_names())
     for (const step_rows& rows : shapes) {
       const stream_schedule s = make_stream_schedule(resolve_pipeline(test::config_spec(name), llama_op_graph(), rows), 4);
       EXPECT_EQ(first_unordered_dependency(s), "") << name << " " << rows.num_decode << "+" << rows.num_prefill;

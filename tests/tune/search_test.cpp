@@ -43,6 +43,7 @@ operation_profile profile_with(uint64_t seed) {
 // Over layer copies of the predicted timeline, any two nano-ops of different streams that run at once fit
 // in the GPU's SMs together.
 void expect_budgets_fit(const tune_result& r, int num_sms) {
+  if (r.sequential) return;  // one stream
   const json timeline = r.prediction_json()["timeline"];
   const json& c = timeline["compute"];
   const json& m = timeline["memory"];
@@ -86,6 +87,35 @@ TEST(search_pipeline, emits_valid_specs_with_consistent_predictions) {
     num_multi_batch += r.problem.num_nano_batches() > 1 ? 1 : 0;
   }
   EXPECT_GE(num_multi_batch, 2) << "overlap should win on some workloads";
+}
+
+// Interference so heavy that no two nano-ops gain from running together, and a fixed cost per launch that makes
+// every split dearer: the search must not emit a spec predicted slower than the plain sequential schedule.
+TEST(search_pipeline, falls_back_to_the_sequential_schedule_when_overlap_does_not_pay) {
+  operation_profile profile = profile_with(3);
+  for (interference_point& p : profile.interference) p.compute_slowdown = p.memory_slowdown = 8.0;
+  const workload_point w{128, 384, 1024.0};
+  tune_options o = options_for(w.num_decode, w.num_prefill, 2);
+  o.spec_name = "fallback";
+  const tune_result r = search_pipeline(profile, llama_op_graph(), o);
+  EXPECT_TRUE(r.sequential);
+  EXPECT_EQ(r.spec.name, "fallback");
+  EXPECT_EQ(r.spec.streams.size(), 1u);
+  EXPECT_TRUE(validate_spec(r.spec, llama_op_graph()).empty());
+  const double sequential = sequential_layer_us(profile, llama_op_graph(), w);
+  EXPECT_NEAR(r.per_layer_us(), sequential, 1e-6 * sequential);
+  EXPECT_NEAR(r.sequential_per_layer_us, sequential, 1e-9);
+  for (const tune_candidate& c : r.candidates)
+    if (c.stage2_period_us > 0) {
+      EXPECT_GE(c.stage2_period_us, sequential - 1e-6) << "a candidate beat sequential, yet it fell back";
+    }
+  const json prediction = r.prediction_json();
+  EXPECT_TRUE(prediction["sequential"].get<bool>());
+  EXPECT_EQ(prediction["timeline"]["main"].size(), llama_op_graph().ops.size());
+  // Where overlap pays (the profile as made), the search keeps its split.
+  const tune_result overlapped = search_pipeline(profile_with(3), llama_op_graph(), o);
+  EXPECT_FALSE(overlapped.sequential);
+  EXPECT_LT(overlapped.per_layer_us(), overlapped.sequential_per_layer_us);
 }
 
 TEST(search_pipeline, refuses_bad_workloads) {
