@@ -174,6 +174,15 @@ TEST(cuda_backend, reference_checkpoints_match_transformers_and_the_cpu_engine) 
   }
 }
 
+// Random weights generated on the device: N(0, std^2) from `seed`.
+cuda::weight_source dummy_source(uint64_t seed, float std) {
+  cuda::weight_source source;
+  source.dummy = true;
+  source.dummy_seed = seed;
+  source.dummy_std = std;
+  return source;
+}
+
 model_config tuned_test_config() {
   model_config c;
   c.architecture_name = "LlamaForCausalLM";
@@ -196,11 +205,7 @@ model_config tuned_test_config() {
 TEST(cuda_backend, device_dummy_weights_equal_host_dummy_weights_on_tensor_core_kernels) {
   SKIP_WITHOUT_GPU();
   const model_config config = tuned_test_config();
-  cuda::weight_source source;
-  source.dummy = true;
-  source.dummy_seed = 5;
-  source.dummy_std = 0.02f;
-  auto gpu = make_cuda(config, source, 64);
+  auto gpu = make_cuda(config, dummy_source(5, 0.02f), 64);
   // The host copy rounded to bf16 as the device holds it: what remains is activation rounding and the kernels.
   model_weights host = dummy_weights(config, 5, 0.02f);
   auto round = [](std::vector<float>& v) {
@@ -230,11 +235,7 @@ TEST(cuda_backend, device_dummy_weights_equal_host_dummy_weights_on_tensor_core_
 TEST(cuda_backend, device_sampling_matches_the_host_sampler_on_the_same_logits) {
   SKIP_WITHOUT_GPU();
   const model_config config = tuned_test_config();
-  cuda::weight_source source;
-  source.dummy = true;
-  source.dummy_seed = 11;
-  source.dummy_std = 0.05f;  // wide enough logits that top-k / top-p / min-p cut something
-  auto gpu = make_cuda(config, source, 64);
+  auto gpu = make_cuda(config, dummy_source(11, 0.05f), 64);  // logits wide enough that top-k / top-p / min-p cut
   std::mt19937 rng(23);
   std::vector<int32_t> prompt(96);
   for (auto& id : prompt) id = static_cast<int32_t>(rng() % config.vocab_size);
@@ -372,11 +373,7 @@ TEST(cuda_backend, continuous_batching_gives_solo_tokens) {
     cuda::weight_source source;
     source.model_dir = dir;
     models.push_back({"llama3-gqa", load_model_config(dir), source});
-    cuda::weight_source dummy;
-    dummy.dummy = true;
-    dummy.dummy_seed = 9;
-    dummy.dummy_std = 0.1f;
-    models.push_back({"head_dim 128 dummy", tuned_test_config(), dummy});
+    models.push_back({"head_dim 128 dummy", tuned_test_config(), dummy_source(9, 0.1f)});
   }
   for (const model_case& m : models) {
     std::mt19937_64 rng(17);

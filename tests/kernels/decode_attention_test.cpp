@@ -12,6 +12,58 @@ namespace {
 using test::bf16;
 using test::device_buffer;
 
+// One decode problem: the fixture's sequences with random queries, the CPU reference, and the device buffers of
+// everything but the cache and block tables (a test may place those as it likes).
+struct decode_case {
+  test::paged_kv_fixture kv;
+  int num_seqs, num_q_heads;
+  float scale;
+  std::vector<float> q;    // [num_seqs, num_q_heads, head_dim]
+  std::vector<float> ref;  // [num_seqs, num_q_heads, head_dim]
+  size_t workspace_bytes;
+  device_buffer<bf16> d_q, d_out;
+  device_buffer<int32_t> d_lens;
+  device_buffer<float> d_workspace;
+
+  decode_case(int q_heads, const ref::paged_kv_layout& layout, const std::vector<int>& lens, std::mt19937& rng)
+      : kv(layout, lens, rng),
+        num_seqs(static_cast<int>(lens.size())),
+        num_q_heads(q_heads),
+        scale(1.0f / std::sqrt(static_cast<float>(layout.head_dim))),
+        q(test::random_bf16_values(static_cast<size_t>(num_seqs) * q_heads * layout.head_dim, rng, 2.0f)),
+        ref(q.size()),
+        workspace_bytes(kernels::decode_attention_workspace_bytes(num_seqs, q_heads, layout.head_dim, kv.max_context_len())),
+        d_q(test::to_bf16(q)),
+        d_out(q.size()),
+        d_lens(std::vector<int32_t>(lens.begin(), lens.end())),
+        d_workspace(workspace_bytes / sizeof(float)) {
+    std::vector<ref::attention_sequence> seqs;
+    for (int s = 0; s < num_seqs; ++s) seqs.push_back({s, 1, lens[s], kv.table(s)});
+    ref::paged_attention(q.data(), kv.cache.data(), seqs, num_q_heads, kv.layout, scale, ref.data());
+  }
+
+  kernels::decode_attention_args args(const bf16* cache, const int32_t* tables, int num_sms) {
+    kernels::decode_attention_args a;
+    a.q = d_q.get();
+    a.kv_cache = cache;
+    a.block_tables = tables;
+    a.context_lens = d_lens.get();
+    a.out = d_out.get();
+    a.workspace = d_workspace.get();
+    a.workspace_bytes = workspace_bytes;
+    a.num_seqs = num_seqs;
+    a.num_q_heads = num_q_heads;
+    a.num_kv_heads = kv.layout.num_kv_heads;
+    a.head_dim = kv.layout.head_dim;
+    a.block_size = kv.layout.block_size;
+    a.max_blocks_per_seq = kv.max_blocks_per_seq;
+    a.max_context_len = kv.max_context_len();
+    a.scale = scale;
+    a.num_sms = num_sms;
+    return a;
+  }
+};
+
 // num_q_heads, num_kv_heads, head_dim, block_size, num_sms
 class decode_attention_test : public ::testing::TestWithParam<std::tuple<int, int, int, int, int>> {};
 
@@ -20,46 +72,20 @@ TEST_P(decode_attention_test, matches_reference) {
   const auto [num_q_heads, num_kv_heads, head_dim, block_size, num_sms] = GetParam();
   std::mt19937 rng(num_q_heads * 1000 + num_kv_heads * 10 + head_dim + block_size + num_sms);
   const std::vector<int> lens = {1, 15, 16, 17, 33, 250, 1000, 2500, 4099};
-  test::paged_kv_fixture kv({num_kv_heads, head_dim, block_size}, lens, rng);
-  const int num_seqs = static_cast<int>(lens.size());
-  const auto q = test::random_bf16_values(static_cast<size_t>(num_seqs) * num_q_heads * head_dim, rng, 2.0f);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-
-  std::vector<ref::attention_sequence> seqs;
-  for (int s = 0; s < num_seqs; ++s) seqs.push_back({s, 1, lens[s], kv.table(s)});
-  std::vector<float> ref(q.size());
-  ref::paged_attention(q.data(), kv.cache.data(), seqs, num_q_heads, kv.layout, scale, ref.data());
-
-  device_buffer<bf16> d_q(test::to_bf16(q)), d_cache(test::to_bf16(kv.cache)), d_out(q.size());
-  device_buffer<int32_t> d_tables(kv.block_tables), d_lens(std::vector<int32_t>(lens.begin(), lens.end()));
-  const size_t workspace_bytes =
-      kernels::decode_attention_workspace_bytes(num_seqs, num_q_heads, head_dim, kv.max_context_len());
-  device_buffer<float> d_workspace(workspace_bytes / sizeof(float));
-  kernels::decode_attention_args args;
-  args.q = d_q.get();
-  args.kv_cache = d_cache.get();
-  args.block_tables = d_tables.get();
-  args.context_lens = d_lens.get();
-  args.out = d_out.get();
-  args.workspace = d_workspace.get();
-  args.workspace_bytes = workspace_bytes;
-  args.num_seqs = num_seqs;
-  args.num_q_heads = num_q_heads;
-  args.num_kv_heads = num_kv_heads;
-  args.head_dim = head_dim;
-  args.block_size = block_size;
-  args.max_blocks_per_seq = kv.max_blocks_per_seq;
-  args.max_context_len = kv.max_context_len();
-  args.scale = scale;
-  args.num_sms = num_sms;
+  decode_case c(num_q_heads, {num_kv_heads, head_dim, block_size}, lens, rng);
+  device_buffer<bf16> d_cache(test::to_bf16(c.kv.cache));
+  device_buffer<int32_t> d_tables(c.kv.block_tables);
+  kernels::decode_attention_args args = c.args(d_cache.get(), d_tables.get(), num_sms);
+  const std::vector<float>& ref = c.ref;
+  const int num_seqs = c.num_seqs;
   // Every pipeline that head_dim 128 offers: the budget's choice 0, cp.async shapes 1-3 and 8, bulk tensor copies 4-7.
   for (int variant = 0; variant < (head_dim == 128 ? 9 : 1); ++variant) {
     args.variant = variant;
-    d_out.poison();
-    d_workspace.poison();
+    c.d_out.poison();
+    c.d_workspace.poison();
     NF_CUDA_OK(kernels::decode_attention(args, nullptr));
     NF_CUDA_OK(cudaDeviceSynchronize());
-    const auto out = test::to_float(d_out.download());
+    const auto out = test::to_float(c.d_out.download());
     EXPECT_EQ(test::count_non_finite(out), 0u) << "variant " << variant;
     EXPECT_LT(test::relative_error(out, ref), test::bf16_tolerance) << "variant " << variant;
     // Each sequence on its own, so a short one cannot hide behind the long ones.
@@ -87,17 +113,9 @@ TEST(decode_attention, reads_blocks_anywhere_in_a_large_cache) {
   size_t free_bytes = 0, total_bytes = 0;
   NF_CUDA_OK(cudaMemGetInfo(&free_bytes, &total_bytes));
   if (free_bytes < cache_bytes + (size_t{2} << 30)) GTEST_SKIP() << "needs 26 GiB of free device memory";
-  const int num_q_heads = 32, num_kv_heads = 8, head_dim = 128, block_size = 16;
   std::mt19937 rng(41);
-  const std::vector<int> lens = {17, 700, 2048, 4099};
-  test::paged_kv_fixture kv({num_kv_heads, head_dim, block_size}, lens, rng);
-  const int num_seqs = static_cast<int>(lens.size());
-  const auto q = test::random_bf16_values(static_cast<size_t>(num_seqs) * num_q_heads * head_dim, rng, 2.0f);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  std::vector<ref::attention_sequence> seqs;
-  for (int s = 0; s < num_seqs; ++s) seqs.push_back({s, 1, lens[s], kv.table(s)});
-  std::vector<float> ref(q.size());
-  ref::paged_attention(q.data(), kv.cache.data(), seqs, num_q_heads, kv.layout, scale, ref.data());
+  decode_case c(32, {8, 128, 16}, {17, 700, 2048, 4099}, rng);
+  const test::paged_kv_fixture& kv = c.kv;
 
   // Fixture block b goes to big block far[b]: spread over the whole cache, the last ones at its very end.
   const size_t block_elems = kv.layout.block_stride();
@@ -113,35 +131,16 @@ TEST(decode_attention, reads_blocks_anywhere_in_a_large_cache) {
   for (int b = 0; b < num_blocks; ++b)
     NF_CUDA_OK(cudaMemcpy(d_cache.get() + static_cast<size_t>(far[b]) * block_elems, blocks.data() + b * block_elems,
                           block_elems * sizeof(bf16), cudaMemcpyHostToDevice));
-  device_buffer<bf16> d_q(test::to_bf16(q)), d_out(q.size());
-  device_buffer<int32_t> d_tables(tables), d_lens(std::vector<int32_t>(lens.begin(), lens.end()));
-  const size_t workspace_bytes =
-      kernels::decode_attention_workspace_bytes(num_seqs, num_q_heads, head_dim, kv.max_context_len());
-  device_buffer<float> d_workspace(workspace_bytes / sizeof(float));
-  kernels::decode_attention_args args;
-  args.q = d_q.get();
-  args.kv_cache = d_cache.get();
-  args.block_tables = d_tables.get();
-  args.context_lens = d_lens.get();
-  args.out = d_out.get();
-  args.workspace = d_workspace.get();
-  args.workspace_bytes = workspace_bytes;
-  args.num_seqs = num_seqs;
-  args.num_q_heads = num_q_heads;
-  args.num_kv_heads = num_kv_heads;
-  args.head_dim = head_dim;
-  args.block_size = block_size;
-  args.max_blocks_per_seq = kv.max_blocks_per_seq;
-  args.max_context_len = kv.max_context_len();
-  args.scale = scale;
+  device_buffer<int32_t> d_tables(tables);
+  kernels::decode_attention_args args = c.args(d_cache.get(), d_tables.get(), 0);
   for (int variant = 0; variant < 9; ++variant) {
     args.variant = variant;
-    d_out.poison();
+    c.d_out.poison();
     NF_CUDA_OK(kernels::decode_attention(args, nullptr));
     NF_CUDA_OK(cudaDeviceSynchronize());
-    const auto out = test::to_float(d_out.download());
+    const auto out = test::to_float(c.d_out.download());
     EXPECT_EQ(test::count_non_finite(out), 0u) << "variant " << variant;
-    EXPECT_LT(test::relative_error(out, ref), test::bf16_tolerance) << "variant " << variant;
+    EXPECT_LT(test::relative_error(out, c.ref), test::bf16_tolerance) << "variant " << variant;
   }
 }
 
