@@ -38,6 +38,7 @@ struct tune_cli_options {
   double time_limit_s = 10.0;
   std::string gpu;
   std::string spec_name = "tuned";
+  bool raw_interference = false;
   std::string output_spec;
   std::string output_prediction;
 };
@@ -79,6 +80,9 @@ void add_search_options(CLI::App& command, tune_cli_options& o, bool required) {
   command.add_option("--time-limit", o.time_limit_s, "seconds per MILP solve (each stage, each candidate)")
       ->check(CLI::Range(0.01, 3600.0));
   command.add_option("--spec-name", o.spec_name, "name of the written pipeline spec");
+  command.add_flag("--raw-interference", o.raw_interference,
+                   "price each SM split by its own interference reading alone (default: the worst of it and the "
+                   "neighbouring measured splits)");
   CLI::Option* spec = command.add_option("--output-spec", o.output_spec, "the pipeline spec JSON to write");
   CLI::Option* prediction =
       command.add_option("--output-prediction", o.output_prediction, "the predicted timeline JSON to write");
@@ -125,6 +129,7 @@ int search_and_write(const tune_cli_options& o, const operation_profile& profile
   options.stage1_time_limit_s = o.time_limit_s;
   options.stage2_time_limit_s = o.time_limit_s;
   options.spec_name = o.spec_name;
+  options.interference_margin = !o.raw_interference;
   std::fprintf(stderr, "searching: %d decode + %d prefill rows, mean decode context %.0f, up to %d nano-batches ...\n",
                o.decode_rows, o.prefill_rows, o.mean_context, o.max_nano_batches);
   const tune_result result = search_pipeline(profile, llama_op_graph(), options);

@@ -2,6 +2,7 @@
 #include "tune/operation_profile.h"
 
 #include <algorithm>
+#include <map>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -139,6 +140,31 @@ std::optional<interference_factors> operation_profile::interference_at(const op_
   }
   if (!best) return std::nullopt;
   return interference_factors{best->compute_slowdown, best->memory_slowdown};
+}
+
+std::optional<interference_factors> operation_profile::interference_envelope(const op_graph& graph, int compute_op,
+                                                                             int memory_op, int compute_sms,
+                                                                             int memory_sms) const {
+  std::optional<interference_factors> worst = interference_at(graph, compute_op, memory_op, compute_sms, memory_sms);
+  if (!worst) return worst;
+  // The measured splits of this pair by memory budget, each at the largest compute budget measured beside it.
+  std::map<int, int> compute_of_memory;  // memory SMs -> compute SMs
+  for (const interference_point& p : interference)
+    if (interference_at(graph, compute_op, memory_op, p.compute_sms, p.memory_sms)) {
+      int& c = compute_of_memory[p.memory_sms];
+      c = std::max(c, p.compute_sms);
+    }
+  const auto here = compute_of_memory.find(memory_sms);
+  if (here == compute_of_memory.end()) return worst;
+  std::vector<std::map<int, int>::const_iterator> neighbours;
+  if (here != compute_of_memory.begin()) neighbours.push_back(std::prev(here));
+  if (std::next(here) != compute_of_memory.end()) neighbours.push_back(std::next(here));
+  for (const auto& n : neighbours) {
+    const auto f = interference_at(graph, compute_op, memory_op, n->second, n->first);
+    worst->compute_slowdown = std::max(worst->compute_slowdown, f->compute_slowdown);
+    worst->memory_slowdown = std::max(worst->memory_slowdown, f->memory_slowdown);
+  }
+  return worst;
 }
 
 operation_profile parse_operation_profile(const json& doc, const op_graph& graph) {

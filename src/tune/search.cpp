@@ -32,7 +32,7 @@ void check_inputs(const operation_profile& profile, const op_graph& graph, const
 }
 
 budget_model budgets_of(const operation_profile& profile, const op_graph& graph, const schedule_problem& problem,
-                        double mean_context) {
+                        double mean_context, bool margin) {
   budget_model model;
   model.num_sms = profile.num_sms;
   model.sm_budgets = profile.sm_budgets;
@@ -42,9 +42,11 @@ budget_model budgets_of(const operation_profile& profile, const op_graph& graph,
       times.push_back(profile.time_us(graph, node.op, node.num_rows, budget, mean_context));
     model.time_us.push_back(std::move(times));
   }
-  model.interference = [&profile, &graph, &problem](int c, int m, int bc, int bm) {
-    return profile.interference_at(graph, problem.nodes[c].op, problem.nodes[m].op, profile.sm_budgets[bc],
-                                   profile.sm_budgets[bm]);
+  model.interference = [&profile, &graph, &problem, margin](int c, int m, int bc, int bm) {
+    const int compute_op = problem.nodes[c].op, memory_op = problem.nodes[m].op;
+    const int compute_sms = profile.sm_budgets[bc], memory_sms = profile.sm_budgets[bm];
+    return margin ? profile.interference_envelope(graph, compute_op, memory_op, compute_sms, memory_sms)
+                  : profile.interference_at(graph, compute_op, memory_op, compute_sms, memory_sms);
   };
   return model;
 }
@@ -155,7 +157,7 @@ tune_result search_pipeline(const operation_profile& profile, const op_graph& gr
     }
     candidate.stage1_period_us = trial.stage1.period_us;
     candidate.stage1_optimal = trial.stage1.status == milp_status::optimal;
-    const budget_model budgets = budgets_of(profile, graph, trial.problem, w.mean_decode_context);
+    const budget_model budgets = budgets_of(profile, graph, trial.problem, w.mean_decode_context, options.interference_margin);
     trial.schedule = solve_stage2(trial.problem, trial.stage1, budgets, options.stage2_time_limit_s);
     candidates.push_back(candidate);
     if (trial.schedule.stream_orders.empty()) continue;

@@ -28,6 +28,7 @@ struct tune_options {
   double stage1_time_limit_s = 10.0;  // per candidate
   double stage2_time_limit_s = 10.0;  // per candidate
   std::string spec_name = "tuned";
+  bool interference_margin = true;    // price splits by interference_envelope (false: the raw reading)
 };
 
 // One candidate split and what the stages predicted for it.

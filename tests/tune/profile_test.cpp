@@ -86,6 +86,25 @@ TEST(operation_profile, interference_prefers_an_exact_pair_over_wildcards) {
   EXPECT_FALSE(p.interference_at(g, g.find_op("o_gemm"), g.find_op("decode_attention"), 32, 8).has_value());
 }
 
+TEST(operation_profile, the_interference_envelope_takes_the_worst_neighbouring_split) {
+  operation_profile p = llama_profile();
+  const op_graph& g = llama_op_graph();
+  const int gate_up = g.find_op("gate_up_gemm"), decode = g.find_op("decode_attention");
+  p.interference.push_back({"gate_up_gemm", "decode_attention", 24, 8, 1.2, 1.1});
+  p.interference.push_back({"gate_up_gemm", "decode_attention", 16, 16, 1.05, 1.0});  // a lucky reading
+  p.interference.push_back({"gate_up_gemm", "decode_attention", 8, 24, 1.5, 1.3});
+  EXPECT_DOUBLE_EQ(p.interference_at(g, gate_up, decode, 16, 16)->compute_slowdown, 1.05);
+  const auto middle = p.interference_envelope(g, gate_up, decode, 16, 16);
+  ASSERT_TRUE(middle.has_value());
+  EXPECT_DOUBLE_EQ(middle->compute_slowdown, 1.5);
+  EXPECT_DOUBLE_EQ(middle->memory_slowdown, 1.3);
+  const auto edge = p.interference_envelope(g, gate_up, decode, 24, 8);  // one neighbour only
+  ASSERT_TRUE(edge.has_value());
+  EXPECT_DOUBLE_EQ(edge->compute_slowdown, 1.2);
+  EXPECT_DOUBLE_EQ(edge->memory_slowdown, 1.1);
+  EXPECT_FALSE(p.interference_envelope(g, gate_up, decode, 32, 8).has_value());  // not measured
+}
+
 TEST(operation_profile, rejects_bad_profiles_with_clear_messages) {
   EXPECT_EQ(edited_error([](json& d) { d["operations"].erase("down_gemm"); }),
             "profile: operation \"down_gemm\" is missing from \"operations\"");
