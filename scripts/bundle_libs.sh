@@ -2,7 +2,9 @@
 # Packs what the GPU check needs into one folder that can travel to a GPU machine without this machine's
 # packages: the gpu-labelled test binaries and the benchmark binaries, the shared libraries they link from
 # outside the CUDA toolkit and the C/C++ runtime, and scripts/gpu_check.sh.
-# Usage: scripts/bundle_libs.sh BUILD_DIR DEST_DIR
+# Usage: scripts/bundle_libs.sh BUILD_DIR DEST_DIR [ARCHIVE]
+#   ARCHIVE: also pack DEST_DIR into this .tar.xz (about a fifth of the folder's size; BLAS and ICU data dominate),
+#   for a GPU machine the bundle must be copied to; unpack there with `tar xJf ARCHIVE -C DIR`.
 # Layout: DEST_DIR/bin/tests/*, DEST_DIR/bin/bench/*, DEST_DIR/bin/nanoflow, DEST_DIR/lib/*.so*,
 #         DEST_DIR/scripts/gpu_check.sh, DEST_DIR/scripts/reference/*.py
 set -euo pipefail
@@ -30,5 +32,9 @@ done
 cp "$root/scripts/gpu_check.sh" "$dest/scripts/"
 mkdir -p "$dest/scripts/reference"
 cp "$root"/scripts/reference/*.py "$dest/scripts/reference/"
+if [ -n "${3:-}" ]; then
+  tar cf - -C "$dest" . | xz -T0 -6 > "$3"
+  echo "packed into $3 ($(du -h "$3" | cut -f1))"
+fi
 echo "bundled into $dest:"
 (cd "$dest" && find . -type f | sort && du -sh .)
