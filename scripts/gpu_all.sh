@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Every GPU stage of the project in one bounded run, for a GPU machine reached by copying files: the gpu tests
+# and references (gpu_check.sh), `nanoflow tune` on Llama-3-8B and on the porting shapes (tune_check.sh), and the
+# pipeline ablation (ablation.sh). Run from the repository root. After each stage everything written so far is
+# packed into OUT_DIR/logs.tgz, so a run cut short still returns what it finished.
+# Usage: scripts/gpu_all.sh OUT_DIR BUNDLE   (BUNDLE: a folder from bundle_libs.sh, or the .tar.xz it packs)
+#   STAGES (default "tests tune port ablation"): which stages, in this order;
+#   NUM_PROMPTS (1000): prompts of the tune and ablation runs; PORT_PROMPTS (300): of the porting runs;
+#   PORT_MODELS (default "llama2-7b mistral-7b qwen2-7b"): folders of configs/models;
+#   SCHEDULES (default "sequential overlap-front configs/pipelines/tuned/llama3-8b-h200.json"), WORKLOADS
+#   ("fixed splitwise_conv sharegpt lmsys"): the ablation's, as ablation.sh takes them.
+# On an H200 "tests tune port" take about 9 minutes and "ablation" about 8 at these defaults: two calls of at most
+# 10 minutes each.
+set -uo pipefail
+out=${1:?usage: gpu_all.sh OUT_DIR BUNDLE}
+bundle=${2:?usage: gpu_all.sh OUT_DIR BUNDLE}
+here="$(cd "$(dirname "$0")" && pwd)"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+work="$(mktemp -d)"
+if [ -f "$bundle" ]; then
+  mkdir -p "$work/bundle"
+  tar xJf "$bundle" -C "$work/bundle" || exit 1
+  bundle="$work/bundle"
+fi
+bundle="$(cd "$bundle" && pwd)"
+logs="$work/logs"
+mkdir -p "$logs"
+pack() { tar czf "$out/logs.tgz" -C "$logs" . ; }
+num_prompts=${NUM_PROMPTS:-1000}
+
+for stage in ${STAGES:-tests tune port ablation}; do
+  start=$(date +%s)
+  case "$stage" in
+    tests)
+      SKIP_KERNEL_BENCH=1 SKIP_THROUGHPUT=1 timeout 300 bash "$here/gpu_check.sh" "$logs/check" "$bundle" \
+        > "$logs/check.txt" 2>&1
+      sed -n '/== summary ==/,$p' "$logs/check.txt" ;;
+    tune)
+      TUNE_TIMEOUT=90 BENCH_TIMEOUT=120 PROFILE_ARGS="--sm-budget-stride 2" NUM_PROMPTS="$num_prompts" \
+        timeout 360 bash "$here/tune_check.sh" "$logs/tune" "$bundle" > "$logs/tune.txt" 2>&1
+      grep -E "tuned spec|throughput_" "$logs/tune.txt" ;;
+    port)
+      for model in ${PORT_MODELS:-llama2-7b mistral-7b qwen2-7b}; do
+        MODEL="configs/models/$model" TUNE_TIMEOUT=80 BENCH_TIMEOUT=60 PROFILE_ARGS="--sm-budget-stride 2" \
+          NUM_PROMPTS="${PORT_PROMPTS:-300}" timeout 220 bash "$here/tune_check.sh" "$logs/port_$model" "$bundle" \
+          > "$logs/port_$model.txt" 2>&1
+        echo "-- $model"
+        grep -E "tuned spec|throughput_" "$logs/port_$model.txt"
+        pack
+      done ;;
+    ablation)
+      SCHEDULES="${SCHEDULES:-sequential overlap-front configs/pipelines/tuned/llama3-8b-h200.json}" \
+        WORKLOADS="${WORKLOADS:-fixed splitwise_conv sharegpt lmsys}" NUM_PROMPTS="$num_prompts" BENCH_TIMEOUT=150 \
+        bash "$here/ablation.sh" "$logs/ablation" "$bundle" > "$logs/ablation.txt" 2>&1
+      cat "$logs/ablation.txt" ;;
+    *) echo "unknown stage $stage" >&2 ;;
+  esac
+  echo "== stage $stage: $(( $(date +%s) - start )) s"
+  pack
+done
+rm -rf "$work"
