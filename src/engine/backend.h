@@ -13,6 +13,15 @@
 
 namespace nf {
 
+// Row i of `logits` ([contexts.size(), vocab]) sampled on the host with contexts[i].
+inline void sample_rows(const std::vector<float>& logits, int vocab, std::span<const sampling_context> contexts,
+                        std::vector<sample_result>& results) {
+  const size_t width = static_cast<size_t>(vocab);
+  results.resize(contexts.size());
+  for (size_t i = 0; i < contexts.size(); ++i)
+    results[i] = sample_token(std::span<const float>(logits.data() + i * width, width), contexts[i]);
+}
+
 class backend {
  public:
   virtual ~backend() = default;
@@ -40,10 +49,7 @@ class backend {
                               std::vector<sample_result>& results) {
     std::vector<float> logits;
     forward(batch, logits);
-    const size_t vocab = static_cast<size_t>(config().vocab_size);
-    results.resize(contexts.size());
-    for (size_t i = 0; i < contexts.size(); ++i)
-      results[i] = sample_token(std::span<const float>(logits.data() + i * vocab, vocab), contexts[i]);
+    sample_rows(logits, config().vocab_size, contexts, results);
   }
   // Dense GEMM rate of this backend at the given batch shape, in FLOP/s, measured now (the compute ceiling).
   virtual double measure_gemm_flops(int num_tokens) = 0;

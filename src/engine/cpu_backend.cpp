@@ -93,4 +93,10 @@ double cpu_backend::measure_gemm_flops(int num_tokens) {
   return 2.0 * m * k * out * repeats / elapsed;
 }
 
+void cpu_backend::forward_sample(const model_batch& batch, std::span<const sampling_context> contexts,
+                                 std::vector<sample_result>& results) {
+  forward(batch, sample_logits_);
+  sample_rows(sample_logits_, weights_.config.vocab_size, contexts, results);
+}
+
 }  // namespace nf

@@ -25,6 +25,8 @@ class cpu_backend final : public backend {
   int block_size() const override { return layout_.block_size; }
   int num_kv_blocks() const override { return num_kv_blocks_; }
   void forward(const model_batch& batch, std::vector<float>& logits) override;
+  void forward_sample(const model_batch& batch, std::span<const sampling_context> contexts,
+                      std::vector<sample_result>& results) override;
   double measure_gemm_flops(int num_tokens) override;
   const pipeline_spec& spec() const { return spec_; }
 
@@ -35,6 +37,7 @@ class cpu_backend final : public backend {
   ref::paged_kv_layout layout_;
   int num_kv_blocks_;
   std::vector<float> inv_freq_;                 // [head_dim / 2]
+  std::vector<float> sample_logits_;            // [num_sampled, vocab]: forward_sample's, kept between steps
   std::vector<std::vector<float>> kv_layers_;   // per layer: [num_blocks, 2, num_kv_heads, block_size, head_dim]
   pipeline_spec spec_;
   uint64_t order_seed_;
