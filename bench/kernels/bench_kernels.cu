@@ -352,6 +352,8 @@ int main(int argc, char** argv) {
     bench_prefill(4096, 0, gemm_tflops);
     bench_prefill(4096, 32, gemm_tflops);
     bench_prefill(4096, 0, gemm_tflops, 1);
+    bench_prefill(4096, 0, gemm_tflops, 2);
+    bench_prefill(16384, 0, gemm_tflops, 2);
     bench_prefill(16384, 0, gemm_tflops);
 
     // Row kernels at a 16k-token batch (bytes: every input read once, every output written once).

@@ -1,8 +1,8 @@
 // Paged prefill attention. A block of 8 (or 4) warps owns 128 (or 64) packed rows of one (sequence, KV head):
 // the rows pair each query with each query head of the KV head's group (query-major), so every K and V tile
-// brought into shared memory serves the whole GQA group. Each warp owns 16 rows. K and V tiles of 64 tokens are
-// gathered from the paged cache with cp.async into a shared-memory ring of 3 stages (rows swizzled for
-// conflict-free ldmatrix), then per warp:
+// brought into shared memory serves the whole GQA group. Each warp owns 16 rows (32, as two m-tiles, in variant 2).
+// K and V tiles of 64 tokens are gathered from the paged cache with cp.async into a shared-memory ring of 3 stages
+// (2 in variant 2; rows swizzled for conflict-free ldmatrix), then per warp and m-tile:
 //   S[16, 64] = Q[16, D] K^T      P = online-softmax(S) (C layout reused as the A layout)      O += P V
 // Work items are ordered heaviest first (last query tiles) and walked by a persistent grid.
 #include <algorithm>
@@ -15,21 +15,27 @@ namespace {
 
 using namespace detail;
 
-constexpr int tile_k = 64;
 
-// WARPS warps of 16 rows each: a query tile of 16 * WARPS packed rows.
-template <int HEAD_DIM, int WARPS>
+// WARPS warps of 16 * M_TILES rows each: a query tile of 16 * WARPS * M_TILES packed rows. With one m-tile a warp
+// keeps its Q fragments in registers; with two it reloads them from shared memory per k-step, and every K and V
+// fragment it loads feeds both m-tiles (half the shared-memory reads per FLOP, twice the independent MMAs).
+template <int HEAD_DIM, int WARPS, int M_TILES = 1, int STAGES = 3, int TILE_K = 64>
 struct prefill_config {
+  static_assert(M_TILES == 1 || M_TILES == 2, "one or two m-tiles per warp");
+  static_assert(STAGES == 2 || STAGES == 3, "two or three K/V stages");
   static constexpr int head_dim = HEAD_DIM;
   static constexpr int warps_per_block = WARPS;
-  static constexpr int tile_q = 16 * WARPS;
+  static constexpr int m_tiles = M_TILES;
+  static constexpr int tile_k = TILE_K;  // keys per K/V tile
+  static constexpr int warp_rows = 16 * M_TILES;
+  static constexpr int tile_q = warp_rows * WARPS;
   static constexpr int blocks_per_sm = WARPS == 4 ? 2 : 1;
   static constexpr int row_bytes = HEAD_DIM * 2;
   static constexpr int chunks_per_row = row_bytes / 16;
   static constexpr int q_bytes = tile_q * row_bytes;
   static constexpr int kv_tile_bytes = tile_k * row_bytes;  // K or V
   static constexpr int stage_bytes = 2 * kv_tile_bytes;
-  static constexpr int stages = 3;
+  static constexpr int stages = STAGES;
   static constexpr int smem = q_bytes + stages * stage_bytes;
   static constexpr int copies_per_thread = tile_k * chunks_per_row / (warps_per_block * 32);
 };
@@ -55,7 +61,7 @@ __device__ __forceinline__ void fetch_row_blocks(const prefill_params& p, int se
 #pragma unroll
   for (int j = 0; j < cfg::copies_per_thread; ++j) {
     const int row = (threadIdx.x + j * cfg::warps_per_block * 32) / cfg::chunks_per_row;
-    const int token = tile * tile_k + row;
+    const int token = tile * cfg::tile_k + row;
     blocks[j] = token < context_len ? table[token / p.block_size] : -1;
   }
 }
@@ -69,7 +75,7 @@ __device__ __forceinline__ void issue_kv_tile(const prefill_params& p, int kv_he
   for (int j = 0; j < cfg::copies_per_thread; ++j) {
     const int i = threadIdx.x + j * cfg::warps_per_block * 32;
     const int row = i / cfg::chunks_per_row, chunk = i % cfg::chunks_per_row;
-    const int token = tile * tile_k + row;
+    const int token = tile * cfg::tile_k + row;
     const bool valid = blocks[j] >= 0;
     const bf16* k = p.kv_cache;  // a valid address for the zero-filling copies
     if (valid) {
@@ -96,6 +102,7 @@ __global__ void __launch_bounds__(cfg::warps_per_block * 32, cfg::blocks_per_sm)
   constexpr int HEAD_DIM = cfg::head_dim;
   constexpr int warps_per_block = cfg::warps_per_block;
   constexpr int tile_q = cfg::tile_q;
+  constexpr int MT = cfg::m_tiles;
   extern __shared__ __align__(128) unsigned char smem[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const uint32_t q_smem = smem_addr(smem);
@@ -104,6 +111,7 @@ __global__ void __launch_bounds__(cfg::warps_per_block * 32, cfg::blocks_per_sm)
   const int64_t per_tile = static_cast<int64_t>(p.num_kv_heads) * p.num_seqs;
   const int64_t num_items = per_tile * p.max_q_tiles;
   const int row_in_quad = lane >> 2, col_pair = (lane & 3) * 2;
+  const int mat = lane >> 3;
 
   for (int64_t item = blockIdx.x; item < num_items; item += gridDim.x) {
     const int q_tile = p.max_q_tiles - 1 - static_cast<int>(item / per_tile);
@@ -119,7 +127,7 @@ __global__ void __launch_bounds__(cfg::warps_per_block * 32, cfg::blocks_per_sm)
     const int position_base = context_len - num_queries;  // position of query 0
     const int rows_here = min(tile_q, num_rows - tile_row0);
     const int last_position = position_base + (tile_row0 + rows_here - 1) / group_size;
-    const int num_kv_tiles = last_position / tile_k + 1;
+    const int num_kv_tiles = last_position / cfg::tile_k + 1;
 
     // Q rows (gathered: each packed row is one query of one head) and the first KV tile form copy group 0.
     for (int i = threadIdx.x; i < tile_q * cfg::chunks_per_row; i += warps_per_block * 32) {
@@ -136,133 +144,186 @@ __global__ void __launch_bounds__(cfg::warps_per_block * 32, cfg::blocks_per_sm)
     }
     load_kv_tile<cfg>(p, seq, kv_head, context_len, 0, kv_smem);
     cp_async_commit();
-    if (num_kv_tiles > 1) load_kv_tile<cfg>(p, seq, kv_head, context_len, 1, kv_smem + cfg::stage_bytes);
-    cp_async_commit();
+    int next_blocks[cfg::copies_per_thread];
+    if constexpr (cfg::stages == 3) {
+      if (num_kv_tiles > 1) load_kv_tile<cfg>(p, seq, kv_head, context_len, 1, kv_smem + cfg::stage_bytes);
+      cp_async_commit();
+    } else {
+      if (num_kv_tiles > 1) fetch_row_blocks<cfg>(p, seq, context_len, 1, next_blocks);
+    }
 
-    uint32_t q_frag[HEAD_DIM / 16][4];
-    float o[HEAD_DIM / 8][4];
-#pragma unroll
-    for (int i = 0; i < HEAD_DIM / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    const int warp_row0 = warp * 16;
+    uint32_t q_frag[MT == 1 ? HEAD_DIM / 16 : 1][4];  // one m-tile: the warp's Q, loaded once
+    float o[MT][HEAD_DIM / 8][4];
+    float m[MT][2], l[MT][2];
+    int position[MT][2];
+    const int warp_row0 = warp * cfg::warp_rows;
     const int warp_first_position = position_base + (tile_row0 + warp_row0) / group_size;
-    const int warp_last_position = position_base + (tile_row0 + warp_row0 + 15) / group_size;
-    const int position[2] = {position_base + (tile_row0 + warp_row0 + row_in_quad) / group_size,
-                             position_base + (tile_row0 + warp_row0 + row_in_quad + 8) / group_size};
+    const int warp_last_position = position_base + (tile_row0 + warp_row0 + cfg::warp_rows - 1) / group_size;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+      for (int i = 0; i < HEAD_DIM / 8; ++i) o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.0f;
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        m[mt][r] = -INFINITY;
+        l[mt][r] = 0.0f;
+        position[mt][r] = position_base + (tile_row0 + warp_row0 + mt * 16 + row_in_quad + r * 8) / group_size;
+      }
+    }
 
     for (int tile = 0; tile < num_kv_tiles; ++tile) {
-      cp_async_wait<1>();
-      __syncthreads();  // tile's data visible to all; every warp is done with tile - 1's stage
-      // Tile + 2 goes into tile - 1's stage: its table entries load now, its copies start after this tile's math.
-      const bool prefetch = tile + 2 < num_kv_tiles;
-      int next_blocks[cfg::copies_per_thread];
-      if (prefetch) fetch_row_blocks<cfg>(p, seq, context_len, tile + 2, next_blocks);
-      if (tile == 0) {
-        const int mat = lane >> 3;
-        const int row = warp_row0 + (lane & 7) + (mat & 1) * 8;
+      bool prefetch = false;
+      if constexpr (cfg::stages == 3) {
+        cp_async_wait<1>();
+        __syncthreads();  // tile's data visible to all; every warp is done with tile - 1's stage
+        // Tile + 2 goes into tile - 1's stage: its table entries load now, its copies start after this tile's math.
+        prefetch = tile + 2 < num_kv_tiles;
+        if (prefetch) fetch_row_blocks<cfg>(p, seq, context_len, tile + 2, next_blocks);
+      } else {
+        cp_async_wait<0>();
+        __syncthreads();  // tile's data visible to all; every warp is done with tile - 1's stage
+        // Tile + 1 goes into tile - 1's stage now, so its copies run during this tile's math; the table entries
+        // of tile + 2 load meanwhile.
+        if (tile + 1 < num_kv_tiles)
+          issue_kv_tile<cfg>(p, kv_head, tile + 1, next_blocks, kv_smem + ((tile + 1) % 2) * cfg::stage_bytes);
+        cp_async_commit();
+        if (tile + 2 < num_kv_tiles) fetch_row_blocks<cfg>(p, seq, context_len, tile + 2, next_blocks);
+      }
+      if constexpr (MT == 1) {
+        if (tile == 0) {
+          const int row = warp_row0 + (lane & 7) + (mat & 1) * 8;
 #pragma unroll
-        for (int j = 0; j < HEAD_DIM / 16; ++j)
-          ldmatrix_x4(q_frag[j], q_smem + swizzled<cfg::row_bytes>(row, 2 * j + (mat >> 1)));
+          for (int j = 0; j < HEAD_DIM / 16; ++j)
+            ldmatrix_x4(q_frag[j], q_smem + swizzled<cfg::row_bytes>(row, 2 * j + (mat >> 1)));
+        }
       }
       // Warps whose rows all precede this tile skip it (causal).
-      if (tile * tile_k <= warp_last_position) {
+      if (tile * cfg::tile_k <= warp_last_position) {
         const uint32_t k_tile = kv_smem + (tile % cfg::stages) * cfg::stage_bytes;
         const uint32_t v_tile = k_tile + cfg::kv_tile_bytes;
-        float s[tile_k / 8][4];
+        float s[MT][cfg::tile_k / 8][4];
 #pragma unroll
-        for (int n = 0; n < tile_k / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-        {
-          const int mat = lane >> 3;
+        for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-          for (int j = 0; j < HEAD_DIM / 16; ++j) {
+          for (int n = 0; n < cfg::tile_k / 8; ++n) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.0f;
 #pragma unroll
-            for (int np = 0; np < tile_k / 16; ++np) {
-              const int row = np * 16 + (lane & 7) + (mat >> 1) * 8;
-              uint32_t b[4];
-              ldmatrix_x4(b, k_tile + swizzled<cfg::row_bytes>(row, 2 * j + (mat & 1)));
-              mma_bf16(s[2 * np], q_frag[j], b[0], b[1]);
-              mma_bf16(s[2 * np + 1], q_frag[j], b[2], b[3]);
+        for (int j = 0; j < HEAD_DIM / 16; ++j) {
+          uint32_t qf[MT][4];
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            if constexpr (MT == 1) {
+#pragma unroll
+              for (int e = 0; e < 4; ++e) qf[mt][e] = q_frag[j][e];
+            } else {
+              const int row = warp_row0 + mt * 16 + (lane & 7) + (mat & 1) * 8;
+              ldmatrix_x4(qf[mt], q_smem + swizzled<cfg::row_bytes>(row, 2 * j + (mat >> 1)));
+            }
+          }
+#pragma unroll
+          for (int np = 0; np < cfg::tile_k / 16; ++np) {
+            const int row = np * 16 + (lane & 7) + (mat >> 1) * 8;
+            uint32_t b[4];
+            ldmatrix_x4(b, k_tile + swizzled<cfg::row_bytes>(row, 2 * j + (mat & 1)));
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+              mma_bf16(s[mt][2 * np], qf[mt], b[0], b[1]);
+              mma_bf16(s[mt][2 * np + 1], qf[mt], b[2], b[3]);
             }
           }
         }
-        const bool needs_mask = tile * tile_k + tile_k - 1 > warp_first_position;
-        float tile_max[2] = {-INFINITY, -INFINITY};
+        const bool needs_mask = tile * cfg::tile_k + cfg::tile_k - 1 > warp_first_position;
 #pragma unroll
-        for (int n = 0; n < tile_k / 8; ++n) {
+        for (int mt = 0; mt < MT; ++mt) {
+          float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int key = tile * tile_k + n * 8 + col_pair + (e & 1);
-            s[n][e] = (needs_mask && key > position[e >> 1]) ? -INFINITY : s[n][e] * p.scale_log2;
-            tile_max[e >> 1] = fmaxf(tile_max[e >> 1], s[n][e]);
+          for (int n = 0; n < cfg::tile_k / 8; ++n) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int key = tile * cfg::tile_k + n * 8 + col_pair + (e & 1);
+              s[mt][n][e] = (needs_mask && key > position[mt][e >> 1]) ? -INFINITY : s[mt][n][e] * p.scale_log2;
+              tile_max[e >> 1] = fmaxf(tile_max[e >> 1], s[mt][n][e]);
+            }
+          }
+          float correction[2], m_use[2];
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+            tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+            const float m_new = fmaxf(m[mt][r], tile_max[r]);
+            m_use[r] = m_new == -INFINITY ? 0.0f : m_new;  // a row with no key yet keeps zeros
+            correction[r] = exp2f(m[mt][r] - m_use[r]);
+            m[mt][r] = m_new;
+            l[mt][r] *= correction[r];
+          }
+#pragma unroll
+          for (int i = 0; i < HEAD_DIM / 8; ++i) {
+            o[mt][i][0] *= correction[0];
+            o[mt][i][1] *= correction[0];
+            o[mt][i][2] *= correction[1];
+            o[mt][i][3] *= correction[1];
+          }
+#pragma unroll
+          for (int n = 0; n < cfg::tile_k / 8; ++n) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              s[mt][n][e] = exp2f(s[mt][n][e] - m_use[e >> 1]);
+              l[mt][e >> 1] += s[mt][n][e];
+            }
           }
         }
-        float correction[2], m_use[2];
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-          tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-          const float m_new = fmaxf(m[r], tile_max[r]);
-          m_use[r] = m_new == -INFINITY ? 0.0f : m_new;  // a row with no key yet keeps zeros
-          correction[r] = exp2f(m[r] - m_use[r]);
-          m[r] = m_new;
-          l[r] *= correction[r];
-        }
+        for (int kk = 0; kk < cfg::tile_k / 16; ++kk) {
+          uint32_t a[MT][4];
 #pragma unroll
-        for (int i = 0; i < HEAD_DIM / 8; ++i) {
-          o[i][0] *= correction[0];
-          o[i][1] *= correction[0];
-          o[i][2] *= correction[1];
-          o[i][3] *= correction[1];
-        }
-#pragma unroll
-        for (int n = 0; n < tile_k / 8; ++n) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            s[n][e] = exp2f(s[n][e] - m_use[e >> 1]);
-            l[e >> 1] += s[n][e];
+          for (int mt = 0; mt < MT; ++mt) {
+            a[mt][0] = pack_bf16x2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+            a[mt][1] = pack_bf16x2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+            a[mt][2] = pack_bf16x2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+            a[mt][3] = pack_bf16x2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
           }
-        }
-        const int mat = lane >> 3;
-#pragma unroll
-        for (int kk = 0; kk < tile_k / 16; ++kk) {
-          const uint32_t a[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]), pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),
-                                 pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                 pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3])};
           const int row = kk * 16 + (lane & 7) + (mat & 1) * 8;
 #pragma unroll
           for (int dp = 0; dp < HEAD_DIM / 16; ++dp) {
             uint32_t b[4];
             ldmatrix_x4_trans(b, v_tile + swizzled<cfg::row_bytes>(row, 2 * dp + (mat >> 1)));
-            mma_bf16(o[2 * dp], a, b[0], b[1]);
-            mma_bf16(o[2 * dp + 1], a, b[2], b[3]);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+              mma_bf16(o[mt][2 * dp], a[mt], b[0], b[1]);
+              mma_bf16(o[mt][2 * dp + 1], a[mt], b[2], b[3]);
+            }
           }
         }
       }
-      if (prefetch)
-        issue_kv_tile<cfg>(p, kv_head, tile + 2, next_blocks, kv_smem + ((tile + 2) % cfg::stages) * cfg::stage_bytes);
-      cp_async_commit();
+      if constexpr (cfg::stages == 3) {
+        if (prefetch)
+          issue_kv_tile<cfg>(p, kv_head, tile + 2, next_blocks, kv_smem + ((tile + 2) % cfg::stages) * cfg::stage_bytes);
+        cp_async_commit();
+      }
     }
     cp_async_wait<0>();
     __syncthreads();  // the next item reuses the shared memory
 
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    }
+    for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int row = warp_row0 + row_in_quad + r * 8;
-      if (row < rows_here) {
-        const int packed = tile_row0 + row;
-        const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-        bf16* dst = p.out + (static_cast<int64_t>(query_start + packed / group_size) * p.num_q_heads +
-                             kv_head * group_size + packed % group_size) *
-                                HEAD_DIM;
+      for (int r = 0; r < 2; ++r) {
+        l[mt][r] += __shfl_xor_sync(0xffffffffu, l[mt][r], 1);
+        l[mt][r] += __shfl_xor_sync(0xffffffffu, l[mt][r], 2);
+      }
 #pragma unroll
-        for (int i = 0; i < HEAD_DIM / 8; ++i)
-          *reinterpret_cast<__nv_bfloat162*>(dst + i * 8 + col_pair) =
-              __floats2bfloat162_rn(o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
+      for (int r = 0; r < 2; ++r) {
+        const int row = warp_row0 + mt * 16 + row_in_quad + r * 8;
+        if (row < rows_here) {
+          const int packed = tile_row0 + row;
+          const float inv = l[mt][r] > 0.0f ? 1.0f / l[mt][r] : 0.0f;
+          bf16* dst = p.out + (static_cast<int64_t>(query_start + packed / group_size) * p.num_q_heads +
+                               kv_head * group_size + packed % group_size) *
+                                  HEAD_DIM;
+#pragma unroll
+          for (int i = 0; i < HEAD_DIM / 8; ++i)
+            *reinterpret_cast<__nv_bfloat162*>(dst + i * 8 + col_pair) =
+                __floats2bfloat162_rn(o[mt][i][2 * r] * inv, o[mt][i][2 * r + 1] * inv);
+        }
       }
     }
   }
@@ -292,9 +353,18 @@ cudaError_t prefill_attention(const prefill_attention_args& a, cudaStream_t stre
     return cudaErrorInvalidValue;
   if (a.num_seqs == 0 || a.max_num_queries == 0) return cudaSuccess;
   switch (a.head_dim) {
-    case 64: return a.variant == 1 ? launch<prefill_config<64, 4>>(a, stream) : launch<prefill_config<64, 8>>(a, stream);
+    case 64:
+      switch (a.variant) {
+        case 1: return launch<prefill_config<64, 4>>(a, stream);
+        case 2: return launch<prefill_config<64, 4, 2, 2, 64>>(a, stream);
+        default: return launch<prefill_config<64, 8>>(a, stream);
+      }
     case 128:
-      return a.variant == 1 ? launch<prefill_config<128, 4>>(a, stream) : launch<prefill_config<128, 8>>(a, stream);
+      switch (a.variant) {
+        case 1: return launch<prefill_config<128, 4>>(a, stream);
+        case 2: return launch<prefill_config<128, 4, 2, 2, 64>>(a, stream);
+        default: return launch<prefill_config<128, 8>>(a, stream);
+      }
     default: return cudaErrorInvalidValue;
   }
 }

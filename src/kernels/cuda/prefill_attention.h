@@ -26,8 +26,10 @@ struct prefill_attention_args {
   int max_blocks_per_seq = 0;
   int max_num_queries = 0;  // an upper bound of num_queries, known on the host
   float scale = 0.0f;
-  int num_sms = 0;  // SM budget: the grid never exceeds one block (two for variant 1) per budgeted SM; <= 0: all
-  int variant = 0;  // query tile, for tuning benchmarks: 0: 8 warps x 16 rows (default), 1: 4 warps x 16 rows
+  int num_sms = 0;  // SM budget: the grid never exceeds one block (two for variants 1, 2) per budgeted SM; <= 0: all
+  // Query tile and K/V pipeline, for tuning benchmarks: 0: 8 warps x 16 rows, 3 stages (default); 1: 4 warps x
+  // 16 rows, 3 stages; 2: 4 warps x 32 rows (two m-tiles per warp), 2 stages.
+  int variant = 0;
 };
 
 cudaError_t prefill_attention(const prefill_attention_args& args, cudaStream_t stream);
