@@ -125,6 +125,15 @@ double operation_profile::time_us(const op_graph& graph, int op, int num_rows, i
   return std::max(interpolate(decode_context_lengths, per_context, mean_context), 1e-3);
 }
 
+namespace {
+
+// Whether a measurement applies to compute op `c` beside memory op `m` (by name or through "*").
+bool applies_to(const interference_point& p, const std::string& c, const std::string& m) {
+  return (p.compute_op == c || p.compute_op == "*") && (p.memory_op == m || p.memory_op == "*");
+}
+
+}  // namespace
+
 std::optional<interference_factors> operation_profile::interference_at(const op_graph& graph, int compute_op,
                                                                        int memory_op, int compute_sms,
                                                                        int memory_sms) const {
@@ -133,8 +142,7 @@ std::optional<interference_factors> operation_profile::interference_at(const op_
   const interference_point* best = nullptr;
   int best_rank = 4;
   for (const interference_point& p : interference) {
-    if (p.compute_sms != compute_sms || p.memory_sms != memory_sms) continue;
-    if ((p.compute_op != c && p.compute_op != "*") || (p.memory_op != m && p.memory_op != "*")) continue;
+    if (p.compute_sms != compute_sms || p.memory_sms != memory_sms || !applies_to(p, c, m)) continue;
     const int rank = (p.compute_op == "*" ? 2 : 0) + (p.memory_op == "*" ? 1 : 0);
     if (rank < best_rank) best = &p, best_rank = rank;
   }
@@ -148,11 +156,13 @@ std::optional<interference_factors> operation_profile::interference_envelope(con
   std::optional<interference_factors> worst = interference_at(graph, compute_op, memory_op, compute_sms, memory_sms);
   if (!worst) return worst;
   // The measured splits of this pair by memory budget, each at the largest compute budget measured beside it.
+  const std::string& c = graph.ops.at(compute_op).name;
+  const std::string& m = graph.ops.at(memory_op).name;
   std::map<int, int> compute_of_memory;  // memory SMs -> compute SMs
   for (const interference_point& p : interference)
-    if (interference_at(graph, compute_op, memory_op, p.compute_sms, p.memory_sms)) {
-      int& c = compute_of_memory[p.memory_sms];
-      c = std::max(c, p.compute_sms);
+    if (applies_to(p, c, m)) {
+      int& sms = compute_of_memory[p.memory_sms];
+      sms = std::max(sms, p.compute_sms);
     }
   const auto here = compute_of_memory.find(memory_sms);
   if (here == compute_of_memory.end()) return worst;

@@ -79,8 +79,9 @@ struct operation_profile {
   std::optional<interference_factors> interference_at(const op_graph& graph, int compute_op, int memory_op,
                                                       int compute_sms, int memory_sms) const;
   // As interference_at, but each slowdown is the largest of this split's and of the measured splits next to it
-  // (the next smaller and larger measured memory budget, each at the largest compute budget beside it): a margin for the spread of the measurement, so that a search
-  // does not pick a split for a reading that was merely lucky. None when this split was not measured.
+  // (the next smaller and larger measured memory budget, each at the largest compute budget beside it): a margin
+  // for the spread of the measurement, so that a search does not pick a split for a reading that was merely
+  // lucky. None when this split was not measured.
   std::optional<interference_factors> interference_envelope(const op_graph& graph, int compute_op, int memory_op,
                                                             int compute_sms, int memory_sms) const;
   int budget_index(int sm_budget) const;  // index into sm_budgets, or -1

@@ -19,14 +19,14 @@ using namespace detail;
 // WARPS warps of 16 * M_TILES rows each: a query tile of 16 * WARPS * M_TILES packed rows. With one m-tile a warp
 // keeps its Q fragments in registers; with two it reloads them from shared memory per k-step, and every K and V
 // fragment it loads feeds both m-tiles (half the shared-memory reads per FLOP, twice the independent MMAs).
-template <int HEAD_DIM, int WARPS, int M_TILES = 1, int STAGES = 3, int TILE_K = 64>
+template <int HEAD_DIM, int WARPS, int M_TILES = 1, int STAGES = 3>
 struct prefill_config {
   static_assert(M_TILES == 1 || M_TILES == 2, "one or two m-tiles per warp");
   static_assert(STAGES == 2 || STAGES == 3, "two or three K/V stages");
   static constexpr int head_dim = HEAD_DIM;
   static constexpr int warps_per_block = WARPS;
   static constexpr int m_tiles = M_TILES;
-  static constexpr int tile_k = TILE_K;  // keys per K/V tile
+  static constexpr int tile_k = 64;  // keys per K/V tile
   static constexpr int warp_rows = 16 * M_TILES;
   static constexpr int tile_q = warp_rows * WARPS;
   static constexpr int blocks_per_sm = WARPS == 4 ? 2 : 1;
@@ -356,13 +356,13 @@ cudaError_t prefill_attention(const prefill_attention_args& a, cudaStream_t stre
     case 64:
       switch (a.variant) {
         case 1: return launch<prefill_config<64, 4>>(a, stream);
-        case 2: return launch<prefill_config<64, 4, 2, 2, 64>>(a, stream);
+        case 2: return launch<prefill_config<64, 4, 2, 2>>(a, stream);
         default: return launch<prefill_config<64, 8>>(a, stream);
       }
     case 128:
       switch (a.variant) {
         case 1: return launch<prefill_config<128, 4>>(a, stream);
-        case 2: return launch<prefill_config<128, 4, 2, 2, 64>>(a, stream);
+        case 2: return launch<prefill_config<128, 4, 2, 2>>(a, stream);
         default: return launch<prefill_config<128, 8>>(a, stream);
       }
     default: return cudaErrorInvalidValue;
