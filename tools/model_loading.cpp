@@ -102,8 +102,8 @@ std::unique_ptr<backend> load_backend(const model_options& options) {
   std::fprintf(stderr, "model: %s (%s weights, %s backend, loaded in %.2f s)\n", describe(config).c_str(),
                options.load_format == "dummy" ? "dummy" : "checkpoint", result->name().c_str(), seconds);
   std::fprintf(stderr, "KV cache: %d blocks = %d tokens\n", num_blocks, num_blocks * options.block_size);
-  std::fprintf(stderr, "schedule: %s (%zu nano-ops per layer)\n", result->spec().name.c_str(),
-               result->spec().nano_ops.size());
+  std::fprintf(stderr, "schedule: %s (%zu nano-ops per layer)\n", result->schedule().name.c_str(),
+               result->schedule().nano_ops.size());
   return result;
 }
 

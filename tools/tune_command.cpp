@@ -1,6 +1,9 @@
 // `nanoflow tune`: the automatic pipeline search from the command line. `tune profile` measures an operation
 // profile on this GPU (CUDA builds only), `tune search` turns a profile and a workload point into a pipeline
-// spec and its predicted timeline (any build, no GPU needed), and `tune` alone does both in one go.
+// spec and its predicted timeline (any build, no GPU needed), and `tune` alone does both in one go. With
+// --measure N the best candidates are then timed as whole steps on a backend (dummy weights) and the fastest
+// measured one is written (by default in `tune`, which has the GPU at hand anyway).
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -9,9 +12,11 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "engine/step_benchmark.h"
 #include "model/model_config.h"
 #include "model_loading.h"
 #include "pipeline/op_graph.h"
+#include "tune/measured_choice.h"
 #include "tune/operation_profile.h"
 #include "tune/search.h"
 #if NANOFLOW_HAS_TUNE_CUDA
@@ -41,6 +46,11 @@ struct tune_cli_options {
   bool raw_interference = false;
   std::string output_spec;
   std::string output_prediction;
+  // measurement
+  int measure = -1;  // ranked candidates to time as whole steps; 0: none; -1: the command's default
+  std::string measure_backend = "cuda";
+  std::vector<int> measure_memory_sms{16, 24, 32, 40, 48, 56, 64};
+  int measure_repeats = 15;
 };
 
 void add_model_options(CLI::App& command, tune_cli_options& o, bool required) {
@@ -88,6 +98,18 @@ void add_search_options(CLI::App& command, tune_cli_options& o, bool required) {
       command.add_option("--output-prediction", o.output_prediction, "the predicted timeline JSON to write");
   if (required)
     for (CLI::Option* option : {decode, prefill, spec, prediction}) option->required();
+  command.add_option("--measure", o.measure,
+                     "time the N best-predicted specs, the sequential one and the best split at other SM partitions as "
+                     "whole steps (dummy weights), and write the fastest measured (0: write the best predicted; "
+                     "default 4 for `tune`, 0 for `tune search`)")
+      ->check(CLI::Range(0, 64));
+  command.add_option("--measure-backend", o.measure_backend, "backend the candidates are timed on")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  command.add_option("--measure-memory-sms", o.measure_memory_sms,
+                     "memory-side SM budgets the best split is also timed at (its compute side gets the rest)")
+      ->delimiter(',');
+  command.add_option("--measure-repeats", o.measure_repeats, "timed steps per candidate (the median counts)")
+      ->check(CLI::Range(1, 1000));
 }
 
 // Fails before minutes of work when an output cannot be written there.
@@ -122,7 +144,31 @@ std::string device_name() {
 #endif
 }
 
-int search_and_write(const tune_cli_options& o, const operation_profile& profile) {
+// Times the candidates on a fresh backend with dummy weights at the workload's step; returns the chosen index.
+size_t measure_candidates(const tune_cli_options& o, std::vector<timed_spec>& specs) {
+  model_options m = o.model;
+  m.backend = o.measure_backend;
+  m.load_format = "dummy";
+  m.schedule = "sequential";
+  const std::unique_ptr<backend> model = load_backend(m);
+  synthetic_step_shape shape;
+  shape.num_decode = o.decode_rows;
+  shape.num_prefill = o.prefill_rows;
+  shape.mean_decode_context = o.mean_context;
+  const model_batch batch = synthetic_step_batch(shape, model->block_size(), model->num_kv_blocks(),
+                                                 model->config().max_position_embeddings, model->config().vocab_size, 1);
+  std::fprintf(stderr, "timing %zu specs on the %s backend: %d decode rows (contexts %.0f to %.0f) + %d prefill rows, "
+               "median of %d steps each\n",
+               specs.size(), model->name().c_str(), o.decode_rows, 0.5 * o.mean_context, 1.5 * o.mean_context,
+               o.prefill_rows, o.measure_repeats);
+  const step_timer timer = [&](const pipeline_spec& spec) {
+    model->set_schedule(spec);
+    return 1e3 * median_step_ms(*model, batch, std::min(3, o.measure_repeats), o.measure_repeats);
+  };
+  return time_and_choose(specs, timer, stdout);
+}
+
+int search_and_write(const tune_cli_options& o, const operation_profile& profile, int default_measure) {
   tune_options options;
   options.workload = {o.decode_rows, o.prefill_rows, o.mean_context};
   options.max_nano_batches = o.max_nano_batches;
@@ -132,13 +178,42 @@ int search_and_write(const tune_cli_options& o, const operation_profile& profile
   options.interference_margin = !o.raw_interference;
   std::fprintf(stderr, "searching: %d decode + %d prefill rows, mean decode context %.0f, up to %d nano-batches ...\n",
                o.decode_rows, o.prefill_rows, o.mean_context, o.max_nano_batches);
-  const tune_result result = search_pipeline(profile, llama_op_graph(), options);
-  write_tune_result(result, o.output_spec, o.output_prediction);
-  std::printf("tuned spec \"%s\": %d nano-batches, %zu nano-ops per layer; predicted %.1f us per layer, %.3f ms per "
+  const std::vector<tune_result> ranked = search_ranked(profile, llama_op_graph(), options);
+  const tune_result& result = ranked.front();
+  std::printf("best predicted spec: %d nano-batches, %zu nano-ops per layer; predicted %.1f us per layer, %.3f ms per "
               "step (sequential on the whole GPU: %.1f us per layer)%s\n",
-              result.spec.name.c_str(), result.problem.num_nano_batches(), result.spec.nano_ops.size(),
-              result.per_layer_us(), result.per_step_us() / 1e3, result.sequential_per_layer_us,
-              result.sequential ? "; no split was predicted faster, so the spec is the sequential one" : "");
+              result.problem.num_nano_batches(), result.spec.nano_ops.size(), result.per_layer_us(),
+              result.per_step_us() / 1e3, result.sequential_per_layer_us,
+              result.sequential ? "; no split was predicted faster, so it is the sequential one" : "");
+  const int measure = o.measure >= 0 ? o.measure : default_measure;
+  if (measure == 0) {
+    write_tune_result(result, o.output_spec, o.output_prediction);
+    std::printf("tuned spec \"%s\": the best predicted\n", result.spec.name.c_str());
+    std::printf("wrote %s and %s\n", o.output_spec.c_str(), o.output_prediction.c_str());
+    return 0;
+  }
+  std::vector<timed_spec> specs =
+      measurement_candidates(ranked, llama_op_graph(), profile.num_sms, measure, o.measure_memory_sms);
+  const size_t chosen = measure_candidates(o, specs);
+  const timed_spec& best = specs[chosen];
+  const tune_result& base = ranked[best.ranked_index];
+  pipeline_spec spec = best.spec;
+  double sequential_us = 0.0;
+  for (const timed_spec& s : specs)
+    if (s.label == "sequential") sequential_us = s.measured_step_us;
+  spec.description = fmt::format("{}; chosen by timing {} specs as whole steps: {}, {:.3f} ms per step (sequential "
+                                 "{:.3f} ms)",
+                                 base.spec.description, specs.size(), best.label, best.measured_step_us / 1e3,
+                                 sequential_us / 1e3);
+  nlohmann::json prediction = base.prediction_json();
+  prediction["measured"] = measurement_json(specs, chosen);
+  if (best.predicted_step_us < 0)
+    prediction["measured"]["chosen_note"] =
+        "the chosen spec is the ranked one with its SM partition moved; the timeline is the ranked one's prediction";
+  write_tune_files(spec, prediction, o.output_spec, o.output_prediction);
+  std::printf("tuned spec \"%s\": %s, measured %.3f ms per step against %.3f ms sequential (%.3fx)\n",
+              spec.name.c_str(), best.label.c_str(), best.measured_step_us / 1e3, sequential_us / 1e3,
+              sequential_us / best.measured_step_us);
   std::printf("wrote %s and %s\n", o.output_spec.c_str(), o.output_prediction.c_str());
   return 0;
 }
@@ -160,7 +235,7 @@ int run_search(const tune_cli_options& o) {
   expected.model = &config;
   expected.gpu = o.gpu.empty() ? device_name() : o.gpu;
   const operation_profile profile = load_operation_profile(o.profile, llama_op_graph(), expected);
-  return search_and_write(o, profile);
+  return search_and_write(o, profile, 0);
 }
 
 int run_all(const tune_cli_options& o) {
@@ -184,7 +259,7 @@ int run_all(const tune_cli_options& o) {
   const operation_profile profile = measure_profile(o, config);
   save_operation_profile(profile, o.output);
   std::fprintf(stderr, "wrote %s\n", o.output.c_str());
-  return search_and_write(o, profile);
+  return search_and_write(o, profile, 4);
 }
 
 }  // namespace

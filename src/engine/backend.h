@@ -10,6 +10,7 @@
 #include "engine/model_batch.h"
 #include "engine/sampler.h"
 #include "model/model_config.h"
+#include "pipeline/pipeline_spec.h"
 
 namespace nf {
 
@@ -51,6 +52,10 @@ class backend {
     forward(batch, logits);
     sample_rows(logits, config().vocab_size, contexts, results);
   }
+  // The pipeline spec the layers run as, and a switch to another one between steps (nf::error, and no change,
+  // when the spec is not valid for the model's op graph).
+  virtual const pipeline_spec& schedule() const = 0;
+  virtual void set_schedule(const pipeline_spec& spec) = 0;
   // Dense GEMM rate of this backend at the given batch shape, in FLOP/s, measured now (the compute ceiling).
   virtual double measure_gemm_flops(int num_tokens) = 0;
 };

@@ -25,6 +25,12 @@ cpu_backend::cpu_backend(model_weights weights, int num_kv_blocks, int block_siz
   kv_layers_.assign(c.num_layers, std::vector<float>(static_cast<size_t>(num_kv_blocks) * layout_.block_stride()));
 }
 
+void cpu_backend::set_schedule(const pipeline_spec& spec) {
+  const std::vector<std::string> problems = validate_spec(spec, llama_op_graph());
+  if (!problems.empty()) fail("pipeline spec \"{}\": {}", spec.name, join_problems(problems));
+  spec_ = spec;
+}
+
 void cpu_backend::check_batch(const model_batch& batch) const {
   const int num_tokens = batch.num_tokens();
   NF_CHECK(batch.positions.size() == static_cast<size_t>(num_tokens) && batch.slots.size() == static_cast<size_t>(num_tokens),

@@ -28,7 +28,8 @@ class cpu_backend final : public backend {
   void forward_sample(const model_batch& batch, std::span<const sampling_context> contexts,
                       std::vector<sample_result>& results) override;
   double measure_gemm_flops(int num_tokens) override;
-  const pipeline_spec& spec() const { return spec_; }
+  const pipeline_spec& schedule() const override { return spec_; }
+  void set_schedule(const pipeline_spec& spec) override;
 
  private:
   void check_batch(const model_batch& batch) const;

@@ -136,12 +136,12 @@ nlohmann::json tune_result::prediction_json() const {
   return doc;
 }
 
-tune_result search_pipeline(const operation_profile& profile, const op_graph& graph, const tune_options& options) {
+std::vector<tune_result> search_ranked(const operation_profile& profile, const op_graph& graph,
+                                       const tune_options& options) {
   check_inputs(profile, graph, options);
   const workload_point& w = options.workload;
   const step_rows rows{w.num_decode, w.num_prefill};
-  tune_result best;
-  bool found = false;
+  std::vector<tune_result> ranked;
   std::vector<tune_candidate> candidates;
   for (const std::vector<double>& cuts : candidate_cuts(options.max_nano_batches, rows)) {
     tune_result trial;
@@ -163,45 +163,60 @@ tune_result search_pipeline(const operation_profile& profile, const op_graph& gr
     if (trial.schedule.stream_orders.empty()) continue;
     candidates.back().stage2_period_us = trial.schedule.period_us;
     candidates.back().stage2_optimal = trial.schedule.status == milp_status::optimal;
-    if (!found || trial.schedule.period_us < best.schedule.period_us) {
-      best = std::move(trial);
-      found = true;
-    }
+    const std::string description = fmt::format(
+        "searched for {} decode rows (mean context {}) and {} prefill rows on {}: {} nano-batches, predicted {:.1f} "
+        "us per layer",
+        w.num_decode, w.mean_decode_context, w.num_prefill, profile.gpu, trial.problem.num_nano_batches(),
+        trial.per_layer_us());
+    trial.spec = make_spec(graph, trial.problem, trial.schedule.stream_orders, trial.schedule.sm_counts,
+                           options.spec_name, description);
+    const std::vector<std::string> problems = validate_spec(trial.spec, graph);
+    NF_CHECK(problems.empty(), "the searched spec is invalid: {}", join_problems(problems));
+    ranked.push_back(std::move(trial));
   }
+  std::stable_sort(ranked.begin(), ranked.end(),
+                   [](const tune_result& a, const tune_result& b) { return a.per_layer_us() < b.per_layer_us(); });
   const double sequential_us = sequential_layer_us(profile, graph, w);
-  if (!found || best.schedule.period_us >= sequential_us) {
-    const std::string reason = found ? "no split was predicted faster" : "the solver found no split in its time limits";
-    best = tune_result{};
-    make_sequential(profile, graph, w, options.spec_name, reason, best);
+  const bool split_wins = !ranked.empty() && ranked.front().per_layer_us() < sequential_us;
+  const std::string reason = split_wins        ? "kept for comparison; a split was predicted faster"
+                             : ranked.empty() ? "the solver found no split in its time limits"
+                                              : "no split was predicted faster";
+  tune_result sequential;
+  make_sequential(profile, graph, w, options.spec_name, reason, sequential);
+  const auto position = std::find_if(ranked.begin(), ranked.end(), [&](const tune_result& r) {
+    return r.per_layer_us() >= sequential.per_layer_us();
+  });
+  ranked.insert(position, std::move(sequential));
+  for (tune_result& r : ranked) {
+    r.candidates = candidates;
+    r.gpu = profile.gpu;
+    r.workload = w;
+    r.num_layers = profile.shape.num_layers;
+    r.sequential_per_layer_us = sequential_us;
   }
-  best.candidates = std::move(candidates);
-  best.gpu = profile.gpu;
-  best.workload = w;
-  best.num_layers = profile.shape.num_layers;
-  best.sequential_per_layer_us = sequential_us;
-  if (best.sequential) return best;
-  const std::string description = fmt::format(
-      "searched for {} decode rows (mean context {}) and {} prefill rows on {}: {} nano-batches, predicted {:.1f} us "
-      "per layer",
-      w.num_decode, w.mean_decode_context, w.num_prefill, profile.gpu, best.problem.num_nano_batches(),
-      best.per_layer_us());
-  best.spec = make_spec(graph, best.problem, best.schedule.stream_orders, best.schedule.sm_counts,
-                        options.spec_name, description);
-  const std::vector<std::string> problems = validate_spec(best.spec, graph);
-  NF_CHECK(problems.empty(), "the searched spec is invalid: {}", join_problems(problems));
-  return best;
+  return ranked;
 }
 
-void write_tune_result(const tune_result& result, const std::filesystem::path& spec_path,
-                       const std::filesystem::path& prediction_path) {
+tune_result search_pipeline(const operation_profile& profile, const op_graph& graph, const tune_options& options) {
+  std::vector<tune_result> ranked = search_ranked(profile, graph, options);
+  return std::move(ranked.front());
+}
+
+void write_tune_files(const pipeline_spec& spec, const nlohmann::json& prediction, const std::filesystem::path& spec_path,
+                      const std::filesystem::path& prediction_path) {
   auto write = [](const std::filesystem::path& path, const nlohmann::json& doc) {
     std::ofstream file(path);
     if (!file) fail("tune: cannot write {}", path.string());
     file << doc.dump(2) << "\n";
     if (!file) fail("tune: writing {} failed", path.string());
   };
-  write(spec_path, to_json(result.spec));
-  write(prediction_path, result.prediction_json());
+  write(spec_path, to_json(spec));
+  write(prediction_path, prediction);
+}
+
+void write_tune_result(const tune_result& result, const std::filesystem::path& spec_path,
+                       const std::filesystem::path& prediction_path) {
+  write_tune_files(result.spec, result.prediction_json(), spec_path, prediction_path);
 }
 
 }  // namespace nf

@@ -62,12 +62,21 @@ struct tune_result {
 // the workload point, from the profile.
 double sequential_layer_us(const operation_profile& profile, const op_graph& graph, const workload_point& workload);
 
-// When no candidate is predicted faster than the sequential schedule, the result is the sequential spec (renamed)
-// with its own prediction. Throws nf::error for a workload the profile cannot price (no rows, more rows than the dense budget, a
+// Every candidate that got a stage-2 schedule, and the sequential schedule, each as a result with its spec (all
+// named options.spec_name), fastest predicted first; the sequential one comes before splits predicted no faster.
+// Throws as search_pipeline does.
+std::vector<tune_result> search_ranked(const operation_profile& profile, const op_graph& graph,
+                                       const tune_options& options);
+
+// The first of search_ranked: when no candidate is predicted faster than the sequential schedule, the result is
+// the sequential spec (renamed) with its own prediction. Throws nf::error for a workload the profile cannot price (no rows, more rows than the dense budget, a
 // negative context) or bad options. The spec passes validate_spec.
 tune_result search_pipeline(const operation_profile& profile, const op_graph& graph, const tune_options& options);
 
-// Writes the spec (to_json) and the prediction; errors name the file.
+// Writes a spec (to_json) and a prediction document; errors name the file.
+void write_tune_files(const pipeline_spec& spec, const nlohmann::json& prediction, const std::filesystem::path& spec_path,
+                      const std::filesystem::path& prediction_path);
+// Writes the result's spec and prediction_json().
 void write_tune_result(const tune_result& result, const std::filesystem::path& spec_path,
                        const std::filesystem::path& prediction_path);
 

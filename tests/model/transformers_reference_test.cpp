@@ -65,6 +65,8 @@ std::vector<float> last_logits(backend& model, const std::vector<int32_t>& promp
       if (!batch.logit_rows.empty()) sink_ = logits;
     }
     double measure_gemm_flops(int n) override { return inner_.measure_gemm_flops(n); }
+    const pipeline_spec& schedule() const override { return inner_.schedule(); }
+    void set_schedule(const pipeline_spec& spec) override { inner_.set_schedule(spec); }
 
    private:
     backend& inner_;

@@ -29,6 +29,7 @@ class tune_cli : public ::testing::Test {
     dir_ = fs::temp_directory_path() / ("nanoflow_tune_cli_" + std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "model");
+    options_.shape.vocab = 2048;  // a small LM head keeps the CPU-timed steps of the measuring test quick
     const profile_shape& s = options_.shape;
     const json config = {{"architectures", {"LlamaForCausalLM"}},
                          {"model_type", "llama"},
@@ -106,6 +107,36 @@ TEST_F(tune_cli, search_writes_a_valid_spec_and_its_prediction) {
   options.stage1_time_limit_s = options.stage2_time_limit_s = 5.0;
   const tune_result direct = search_pipeline(profile_, llama_op_graph(), options);
   EXPECT_NEAR(per_layer, direct.per_layer_us(), 1e-6 * direct.per_layer_us());
+}
+
+TEST_F(tune_cli, search_with_measure_writes_the_fastest_measured_candidate) {
+  const test::command_result result = tune(search_arguments(
+      "--decode-rows 8 --prefill-rows 24 --mean-context 64 --max-nano-batches 2 --time-limit 2 --measure 1 "
+      "--measure-backend cpu --measure-memory-sms 8 --measure-repeats 1"));
+  ASSERT_EQ(result.exit_code, 0) << result.out;
+  std::ifstream file(dir_ / "prediction.json");
+  const json prediction = json::parse(file);
+  ASSERT_TRUE(prediction.contains("measured")) << prediction.dump(1);
+  const json& measured = prediction["measured"];
+  ASSERT_GE(measured["specs"].size(), 2u);
+  std::string fastest;
+  double fastest_us = 0.0;
+  bool has_sequential = false;
+  for (const json& s : measured["specs"]) {
+    const double us = s["measured_step_us"].get<double>();
+    EXPECT_GT(us, 0.0) << s;
+    if (fastest.empty() || us < fastest_us) {
+      fastest = s["label"];
+      fastest_us = us;
+    }
+    has_sequential = has_sequential || s["label"] == "sequential";
+  }
+  EXPECT_TRUE(has_sequential) << measured.dump(1);
+  EXPECT_EQ(measured["chosen"], fastest);
+  const pipeline_spec spec = load_pipeline_spec(dir_ / "spec.json", llama_op_graph());
+  EXPECT_NE(spec.description.find("chosen by timing"), std::string::npos) << spec.description;
+  EXPECT_NE(spec.description.find(fastest), std::string::npos) << spec.description;
+  EXPECT_NE(result.out.find("measured sequential"), std::string::npos) << result.out;
 }
 
 // Lines of the output that start with "error: ".

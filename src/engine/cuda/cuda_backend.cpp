@@ -115,14 +115,7 @@ cuda_backend::cuda_backend(const model_config& config, const cuda::weight_source
   if (const std::vector<std::string> problems = validate_spec(options_.schedule, llama_op_graph()); !problems.empty())
     fail("pipeline spec \"{}\": {}", options_.schedule.name, join_problems(problems));
   NF_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  // A stream that runs only memory-bound nano-ops gets the high priority.
-  std::vector<bool> memory_only(options_.schedule.streams.size(), true);
-  for (const nano_op_spec& op : options_.schedule.nano_ops) {
-    const int stream = options_.schedule.find_stream(op.stream);
-    const resource_class resource = op.resource.value_or(llama_op_graph().ops[llama_op_graph().find_op(op.op)].resource);
-    if (stream >= 0 && resource != resource_class::memory) memory_only[stream] = false;
-  }
-  executor_ = std::make_unique<cuda::stream_executor>(stream_, memory_only);
+  make_executor();
 
   weights_ = cuda::load_device_weights(c, weights, options.show_progress);
   const std::vector<float> inv_freq = rope_inverse_frequencies(c.rope, c.head_dim);  // [head_dim / 2]
@@ -158,6 +151,27 @@ cuda_backend::~cuda_backend() {
   clear_graphs();
   executor_.reset();
   if (stream_) cudaStreamDestroy(stream_);
+}
+
+void cuda_backend::make_executor() {
+  std::vector<bool> memory_only(options_.schedule.streams.size(), true);
+  for (const nano_op_spec& op : options_.schedule.nano_ops) {
+    const int stream = options_.schedule.find_stream(op.stream);
+    const resource_class resource = op.resource.value_or(llama_op_graph().ops[llama_op_graph().find_op(op.op)].resource);
+    if (stream >= 0 && resource != resource_class::memory) memory_only[stream] = false;
+  }
+  executor_ = std::make_unique<cuda::stream_executor>(stream_, memory_only);
+}
+
+void cuda_backend::set_schedule(const pipeline_spec& spec) {
+  if (const std::vector<std::string> problems = validate_spec(spec, llama_op_graph()); !problems.empty())
+    fail("pipeline spec \"{}\": {}", spec.name, join_problems(problems));
+  NF_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  clear_graphs();  // captured with the old spec's streams and events
+  schedules_.clear();
+  executor_.reset();
+  options_.schedule = spec;
+  make_executor();
 }
 
 const stream_schedule& cuda_backend::schedule_for(step_rows rows) {

@@ -54,13 +54,16 @@ class cuda_backend final : public backend {
 
   size_t weight_bytes() const { return weights_.storage.bytes(); }
   size_t kv_cache_bytes() const { return kv_cache_.bytes(); }
-  const pipeline_spec& schedule() const { return options_.schedule; }
+  const pipeline_spec& schedule() const override { return options_.schedule; }
+  void set_schedule(const pipeline_spec& spec) override;
   size_t num_cuda_graphs() const { return graphs_.size(); }
 
  private:
   struct step_metadata;     // device pointers into the step's metadata block
   struct attention_slice;   // an attention nano-op's sequences, cut to its rows
   void check_batch(const model_batch& batch) const;
+  // The executor of options_.schedule: its lanes, a stream that runs only memory-bound nano-ops at high priority.
+  void make_executor();
   void reserve_activations(int num_rows, int num_sampled);
   // The stream schedule of the spec for a step of these rows (cached per row counts).
   const stream_schedule& schedule_for(step_rows rows);

@@ -1,0 +1,95 @@
+// Timing the search's candidates on the device and keeping the fastest (see measured_choice.h).
+#include "tune/measured_choice.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "pipeline/validator.h"
+
+namespace nf {
+
+namespace {
+
+bool same_spec(const pipeline_spec& a, const pipeline_spec& b) {
+  nlohmann::json ja = to_json(a), jb = to_json(b);
+  for (nlohmann::json* j : {&ja, &jb}) {
+    j->erase("name");
+    j->erase("description");
+  }
+  return ja == jb;
+}
+
+// The spec with its budgeted nano-ops moved to memory_sms (memory class) and num_sms - memory_sms (the rest).
+pipeline_spec with_partition(const pipeline_spec& spec, const op_graph& graph, int num_sms, int memory_sms) {
+  pipeline_spec result = spec;
+  for (nano_op_spec& op : result.nano_ops) {
+    const int sms = op.sm.count > 0 ? op.sm.count : static_cast<int>(op.sm.fraction * num_sms + 0.5);
+    if (sms >= num_sms) continue;
+    const resource_class resource = op.resource.value_or(graph.ops[graph.find_op(op.op)].resource);
+    op.sm.count = resource == resource_class::memory ? memory_sms : num_sms - memory_sms;
+  }
+  return result;
+}
+
+}  // namespace
+
+std::vector<timed_spec> measurement_candidates(const std::vector<tune_result>& ranked, const op_graph& graph,
+                                               int num_sms, int max_ranked, const std::vector<int>& memory_sms) {
+  NF_CHECK(!ranked.empty(), "measurement_candidates needs search results");
+  std::vector<timed_spec> specs;
+  auto add = [&](timed_spec candidate) {
+    for (const timed_spec& s : specs)
+      if (same_spec(s.spec, candidate.spec)) return;
+    const std::vector<std::string> problems = validate_spec(candidate.spec, graph);
+    NF_CHECK(problems.empty(), "tune: candidate \"{}\" is invalid: {}", candidate.label, join_problems(problems));
+    specs.push_back(std::move(candidate));
+  };
+  int best_split = -1;
+  for (int i = 0; i < static_cast<int>(ranked.size()); ++i) {
+    const tune_result& r = ranked[i];
+    if (!r.sequential && best_split < 0) best_split = i;
+    if (i >= max_ranked && !r.sequential) continue;
+    const std::string label = r.sequential ? "sequential"
+                                           : fmt::format("rank {}: {} nano-batches", i + 1, r.problem.num_nano_batches());
+    add({label, r.spec, i, r.per_step_us()});
+  }
+  if (best_split >= 0) {
+    for (int m : memory_sms) {
+      if (m <= 0 || m >= num_sms) continue;
+      const pipeline_spec variant = with_partition(ranked[best_split].spec, graph, num_sms, m);
+      add({fmt::format("rank {} at {} + {} SMs", best_split + 1, num_sms - m, m), variant, best_split, -1.0});
+    }
+  }
+  return specs;
+}
+
+size_t time_and_choose(std::vector<timed_spec>& specs, const step_timer& timer, std::FILE* progress) {
+  NF_CHECK(!specs.empty(), "time_and_choose needs specs to time");
+  size_t best = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    specs[i].measured_step_us = timer(specs[i].spec);
+    if (progress) {
+      std::fprintf(progress, "measured %-34s %9.3f ms per step", specs[i].label.c_str(), specs[i].measured_step_us / 1e3);
+      if (specs[i].predicted_step_us > 0)
+        std::fprintf(progress, "  (predicted %.3f ms for the layers)", specs[i].predicted_step_us / 1e3);
+      std::fprintf(progress, "\n");
+    }
+    if (specs[i].measured_step_us < specs[best].measured_step_us) best = i;
+  }
+  return best;
+}
+
+nlohmann::json measurement_json(const std::vector<timed_spec>& specs, size_t chosen) {
+  nlohmann::json all = nlohmann::json::array();
+  for (const timed_spec& s : specs) {
+    nlohmann::json entry = {{"label", s.label}, {"measured_step_us", s.measured_step_us}};
+    entry["predicted_step_us"] = s.predicted_step_us > 0 ? nlohmann::json(s.predicted_step_us) : nlohmann::json();
+    all.push_back(entry);
+  }
+  return {{"chosen", specs.at(chosen).label},
+          {"note", "measured: the whole step (layers, embedding, LM head, host) as the engine runs it; predicted: "
+                   "the decoder layers only"},
+          {"specs", all}};
+}
+
+}  // namespace nf

@@ -1,0 +1,44 @@
+// The last stage of `nanoflow tune`: the search's best candidates timed on the device itself, the fastest kept.
+// The profile prices operations one at a time and interference from short two-kernel loops; a whole step of
+// the engine (every layer, its launches, the LM head, the host) is what the spec is for, so the tuner times
+// the step for the few specs the search ranks best, the sequential spec, and the best split with its SM
+// partition moved to each of a list of memory-side budgets (the search's orders kept), and writes the fastest.
+#pragma once
+
+#include <cstdio>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "pipeline/op_graph.h"
+#include "pipeline/pipeline_spec.h"
+#include "tune/search.h"
+
+namespace nf {
+
+struct timed_spec {
+  std::string label;               // e.g. "rank 1: 2 nano-batches", "sequential", "rank 1 at 104 + 28 SMs"
+  pipeline_spec spec;
+  int ranked_index = -1;           // the search result it comes from (index into the ranked list)
+  double predicted_step_us = -1.0;  // the search's prediction of the decoder layers; < 0: none (a budget variant)
+  double measured_step_us = 0.0;    // the whole step, timed
+};
+
+// Measured time of one step, in microseconds, with the given spec.
+using step_timer = std::function<double(const pipeline_spec&)>;
+
+// The specs to time: the first `max_ranked` results of `ranked` (search_ranked's order), the sequential result
+// wherever it ranks, and for the best-predicted split every variant with its budgeted memory-class nano-ops on m
+// SMs and its budgeted compute-class ones on num_sms - m, for m in memory_sms (0 < m < num_sms). A nano-op is
+// budgeted when it has fewer SMs than the device. Specs equal to an earlier one are left out.
+std::vector<timed_spec> measurement_candidates(const std::vector<tune_result>& ranked, const op_graph& graph,
+                                               int num_sms, int max_ranked, const std::vector<int>& memory_sms);
+
+// Times every spec (a progress line each to `progress` when not null) and returns the index of the fastest.
+size_t time_and_choose(std::vector<timed_spec>& specs, const step_timer& timer, std::FILE* progress);
+
+// The measurements as JSON: every spec's label, predicted and measured step time, and which was chosen.
+nlohmann::json measurement_json(const std::vector<timed_spec>& specs, size_t chosen);
+
+}  // namespace nf

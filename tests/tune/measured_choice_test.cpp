@@ -1,0 +1,128 @@
+// The measured last stage of the search: the ranked results are sorted and hold the sequential schedule once,
+// the timed candidates are valid specs (the ranked ones, the sequential one, and the best split at other SM
+// partitions, without duplicates), and the fastest measured one is chosen.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "pipeline/validator.h"
+#include "synthetic_profile.h"
+#include "tune/measured_choice.h"
+#include "tune/search.h"
+
+namespace nf {
+namespace {
+
+constexpr int num_sms = 64;
+
+// Heavy memory operations that need an eighth of the SMs: overlapped splits are predicted to win.
+operation_profile overlap_friendly_profile() {
+  test::synthetic_options o;
+  o.num_sms = num_sms;
+  o.memory_saturation = 0.125;
+  o.memory_weight = 3.0;
+  return test::synthetic_profile(llama_op_graph(), o);
+}
+
+tune_options small_search() {
+  tune_options o;
+  o.workload = {128, 384, 1024.0};
+  o.max_nano_batches = 2;
+  o.stage1_time_limit_s = o.stage2_time_limit_s = 2.0;
+  return o;
+}
+
+int sms_of(const nano_op_spec& op) {
+  return op.sm.count > 0 ? op.sm.count : static_cast<int>(op.sm.fraction * num_sms + 0.5);
+}
+
+TEST(search_ranked, sorts_every_candidate_and_holds_the_sequential_schedule_once) {
+  const operation_profile profile = overlap_friendly_profile();
+  const std::vector<tune_result> ranked = search_ranked(profile, llama_op_graph(), small_search());
+  ASSERT_GE(ranked.size(), 2u);
+  int num_sequential = 0;
+  for (size_t i = 0; i < ranked.size(); ++i) {
+    if (ranked[i].sequential) ++num_sequential;
+    EXPECT_TRUE(validate_spec(ranked[i].spec, llama_op_graph()).empty()) << i;
+    if (i > 0) {
+      EXPECT_LE(ranked[i - 1].per_layer_us(), ranked[i].per_layer_us()) << i;
+    }
+    EXPECT_EQ(ranked[i].spec.name, "tuned");
+  }
+  EXPECT_EQ(num_sequential, 1);
+  EXPECT_FALSE(ranked.front().sequential) << "this profile should make a split win";
+  const tune_result best = search_pipeline(profile, llama_op_graph(), small_search());
+  EXPECT_DOUBLE_EQ(best.per_layer_us(), ranked.front().per_layer_us());
+}
+
+TEST(measurement_candidates, are_valid_distinct_and_move_the_partition_of_the_best_split) {
+  const std::vector<tune_result> ranked = search_ranked(overlap_friendly_profile(), llama_op_graph(), small_search());
+  const std::vector<int> memory_sms{0, 8, 16, num_sms};  // 0 and the whole device are skipped
+  const std::vector<timed_spec> specs = measurement_candidates(ranked, llama_op_graph(), num_sms, 1, memory_sms);
+  std::set<std::string> labels;
+  int num_sequential = 0, num_variants = 0;
+  for (const timed_spec& s : specs) {
+    EXPECT_TRUE(labels.insert(s.label).second) << s.label;
+    EXPECT_TRUE(validate_spec(s.spec, llama_op_graph()).empty()) << s.label;
+    ASSERT_GE(s.ranked_index, 0);
+    ASSERT_LT(s.ranked_index, static_cast<int>(ranked.size()));
+    if (s.label == "sequential") {
+      ++num_sequential;
+      EXPECT_TRUE(ranked[s.ranked_index].sequential);
+      EXPECT_GT(s.predicted_step_us, 0.0);
+    }
+    if (s.predicted_step_us > 0) continue;
+    ++num_variants;
+    EXPECT_EQ(s.ranked_index, 0) << "variants come from the best split";
+    const int m = s.label.ends_with("+ 8 SMs") ? 8 : 16;
+    EXPECT_TRUE(s.label.ends_with("+ " + std::to_string(m) + " SMs")) << s.label;
+    const pipeline_spec& base = ranked[0].spec;
+    ASSERT_EQ(s.spec.nano_ops.size(), base.nano_ops.size());
+    for (size_t i = 0; i < base.nano_ops.size(); ++i) {
+      const nano_op_spec& before = base.nano_ops[i];
+      const nano_op_spec& after = s.spec.nano_ops[i];
+      EXPECT_EQ(after.order, before.order);
+      EXPECT_EQ(after.stream, before.stream);
+      if (sms_of(before) >= num_sms) {
+        EXPECT_GE(sms_of(after), num_sms) << after.name;
+        continue;
+      }
+      const resource_class resource = after.resource.value_or(llama_op_graph().ops[llama_op_graph().find_op(after.op)].resource);
+      EXPECT_EQ(sms_of(after), resource == resource_class::memory ? m : num_sms - m) << after.name;
+    }
+  }
+  EXPECT_EQ(num_sequential, 1);
+  EXPECT_LE(num_variants, 2);
+  EXPECT_GE(specs.size(), 2u);
+  // One ranked split at most besides the sequential one.
+  int num_ranked_splits = 0;
+  for (const timed_spec& s : specs) num_ranked_splits += s.predicted_step_us > 0 && s.label != "sequential";
+  EXPECT_EQ(num_ranked_splits, 1);
+}
+
+TEST(time_and_choose, keeps_the_fastest_measured_spec) {
+  const std::vector<tune_result> ranked = search_ranked(overlap_friendly_profile(), llama_op_graph(), small_search());
+  std::vector<timed_spec> specs = measurement_candidates(ranked, llama_op_graph(), num_sms, 3, {8, 16, 24});
+  ASSERT_GE(specs.size(), 3u);
+  // A timer whose fastest answer comes last but one: the choice follows the measurement, not the ranking.
+  std::vector<double> answers;
+  for (size_t i = 0; i < specs.size(); ++i) answers.push_back(100.0 + double(i));
+  const size_t fastest = specs.size() - 2;
+  answers[fastest] = 50.0;
+  size_t call = 0;
+  const size_t chosen = time_and_choose(specs, [&](const pipeline_spec&) { return answers.at(call++); }, nullptr);
+  EXPECT_EQ(call, specs.size());
+  EXPECT_EQ(chosen, fastest);
+  for (size_t i = 0; i < specs.size(); ++i) EXPECT_DOUBLE_EQ(specs[i].measured_step_us, answers[i]);
+
+  const nlohmann::json doc = measurement_json(specs, chosen);
+  EXPECT_EQ(doc["chosen"], specs[fastest].label);
+  ASSERT_EQ(doc["specs"].size(), specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    EXPECT_EQ(doc["specs"][i]["label"], specs[i].label);
+    EXPECT_EQ(doc["specs"][i]["predicted_step_us"].is_null(), specs[i].predicted_step_us < 0);
+  }
+}
+
+}  // namespace
+}  // namespace nf
