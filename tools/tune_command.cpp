@@ -44,6 +44,7 @@ struct tune_cli_options {
   std::string gpu;
   std::string spec_name = "tuned";
   bool raw_interference = false;
+  std::vector<std::string> memory_stream_ops{"decode_attention"};
   std::string output_spec;
   std::string output_prediction;
   // measurement
@@ -93,6 +94,10 @@ void add_search_options(CLI::App& command, tune_cli_options& o, bool required) {
   command.add_flag("--raw-interference", o.raw_interference,
                    "price each SM split by its own interference reading alone (default: the worst of it and the "
                    "neighbouring measured splits)");
+  command.add_option("--memory-stream-ops", o.memory_stream_ops,
+                     "operations that may run on the memory stream beside the GEMMs; \"*\": every memory-bound one "
+                     "(default: decode_attention)")
+      ->delimiter(',');
   CLI::Option* spec = command.add_option("--output-spec", o.output_spec, "the pipeline spec JSON to write");
   CLI::Option* prediction =
       command.add_option("--output-prediction", o.output_prediction, "the predicted timeline JSON to write");
@@ -176,6 +181,8 @@ int search_and_write(const tune_cli_options& o, const operation_profile& profile
   options.stage2_time_limit_s = o.time_limit_s;
   options.spec_name = o.spec_name;
   options.interference_margin = !o.raw_interference;
+  options.memory_stream_ops = o.memory_stream_ops;
+  if (options.memory_stream_ops == std::vector<std::string>{"*"}) options.memory_stream_ops.clear();
   std::fprintf(stderr, "searching: %d decode + %d prefill rows, mean decode context %.0f, up to %d nano-batches ...\n",
                o.decode_rows, o.prefill_rows, o.mean_context, o.max_nano_batches);
   const std::vector<tune_result> ranked = search_ranked(profile, llama_op_graph(), options);

@@ -19,14 +19,20 @@ bool same_spec(const pipeline_spec& a, const pipeline_spec& b) {
   return ja == jb;
 }
 
-// The spec with its budgeted nano-ops moved to memory_sms (memory class) and num_sms - memory_sms (the rest).
+// The spec with its budgeted nano-ops moved to memory_sms (those on a stream of memory-class nano-ops only) and
+// num_sms - memory_sms (the rest).
 pipeline_spec with_partition(const pipeline_spec& spec, const op_graph& graph, int num_sms, int memory_sms) {
+  auto resource_of = [&](const nano_op_spec& op) {
+    return op.resource.value_or(graph.ops[graph.find_op(op.op)].resource);
+  };
+  std::vector<bool> memory_only(spec.streams.size(), true);  // [num_streams]
+  for (const nano_op_spec& op : spec.nano_ops)
+    if (resource_of(op) != resource_class::memory) memory_only[spec.find_stream(op.stream)] = false;
   pipeline_spec result = spec;
   for (nano_op_spec& op : result.nano_ops) {
     const int sms = op.sm.count > 0 ? op.sm.count : static_cast<int>(op.sm.fraction * num_sms + 0.5);
     if (sms >= num_sms) continue;
-    const resource_class resource = op.resource.value_or(graph.ops[graph.find_op(op.op)].resource);
-    op.sm.count = resource == resource_class::memory ? memory_sms : num_sms - memory_sms;
+    op.sm.count = memory_only[spec.find_stream(op.stream)] ? memory_sms : num_sms - memory_sms;
   }
   return result;
 }

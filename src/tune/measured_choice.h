@@ -29,9 +29,10 @@ struct timed_spec {
 using step_timer = std::function<double(const pipeline_spec&)>;
 
 // The specs to time: the first `max_ranked` results of `ranked` (search_ranked's order), the sequential result
-// wherever it ranks, and for the best-predicted split every variant with its budgeted memory-class nano-ops on m
-// SMs and its budgeted compute-class ones on num_sms - m, for m in memory_sms (0 < m < num_sms). A nano-op is
-// budgeted when it has fewer SMs than the device. Specs equal to an earlier one are left out.
+// wherever it ranks, and for the best-predicted split every variant with its budgeted nano-ops on the memory
+// side (a stream of memory-class nano-ops only) on m SMs and the other budgeted ones on num_sms - m, for m in
+// memory_sms (0 < m < num_sms). A nano-op is budgeted when it has fewer SMs than the device. Specs equal to an
+// earlier one are left out.
 std::vector<timed_spec> measurement_candidates(const std::vector<tune_result>& ranked, const op_graph& graph,
                                                int num_sms, int max_ranked, const std::vector<int>& memory_sms);
 

@@ -45,8 +45,23 @@ budget_model budgets_of(const operation_profile& profile, const op_graph& graph,
   model.interference = [&profile, &graph, &problem, margin](int c, int m, int bc, int bm) {
     const int compute_op = problem.nodes[c].op, memory_op = problem.nodes[m].op;
     const int compute_sms = profile.sm_budgets[bc], memory_sms = profile.sm_budgets[bm];
-    return margin ? profile.interference_envelope(graph, compute_op, memory_op, compute_sms, memory_sms)
-                  : profile.interference_at(graph, compute_op, memory_op, compute_sms, memory_sms);
+    auto lookup = [&](int op) {
+      return margin ? profile.interference_envelope(graph, op, memory_op, compute_sms, memory_sms)
+                    : profile.interference_at(graph, op, memory_op, compute_sms, memory_sms);
+    };
+    if (graph.ops[compute_op].resource == resource_class::compute) return lookup(compute_op);
+    // A memory-class operation kept on the compute stream (a norm beside the GEMMs) is priced as the worst
+    // compute operation measured at this split.
+    std::optional<interference_factors> worst;
+    for (int op = 0; op < static_cast<int>(graph.ops.size()); ++op) {
+      if (graph.ops[op].resource != resource_class::compute) continue;
+      const std::optional<interference_factors> f = lookup(op);
+      if (!f) continue;
+      if (!worst) worst = f;
+      worst->compute_slowdown = std::max(worst->compute_slowdown, f->compute_slowdown);
+      worst->memory_slowdown = std::max(worst->memory_slowdown, f->memory_slowdown);
+    }
+    return worst;
   };
   return model;
 }
@@ -145,7 +160,7 @@ std::vector<tune_result> search_ranked(const operation_profile& profile, const o
   std::vector<tune_candidate> candidates;
   for (const std::vector<double>& cuts : candidate_cuts(options.max_nano_batches, rows)) {
     tune_result trial;
-    trial.problem = make_schedule_problem(graph, cuts, rows);
+    trial.problem = make_schedule_problem(graph, cuts, rows, options.memory_stream_ops);
     std::vector<double> alone;
     for (const search_node& node : trial.problem.nodes)
       alone.push_back(profile.time_us(graph, node.op, node.num_rows, profile.num_sms, w.mean_decode_context));

@@ -29,6 +29,9 @@ struct tune_options {
   double stage2_time_limit_s = 10.0;  // per candidate
   std::string spec_name = "tuned";
   bool interference_margin = true;    // price splits by interference_envelope (false: the raw reading)
+  // Operations on the memory stream (empty: every memory-class operation). By default only decode attention:
+  // the norms, RoPE and SiLU are short beside the GEMMs and cost several times more on a small SM budget.
+  std::vector<std::string> memory_stream_ops{"decode_attention"};
 };
 
 // One candidate split and what the stages predicted for it.

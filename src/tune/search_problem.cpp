@@ -126,8 +126,17 @@ std::vector<precedence> possible_dependencies(const op_graph& graph, const std::
   return edges;
 }
 
-schedule_problem make_schedule_problem(const op_graph& graph, const std::vector<double>& cuts, step_rows rows) {
+schedule_problem make_schedule_problem(const op_graph& graph, const std::vector<double>& cuts, step_rows rows,
+                                       const std::vector<std::string>& memory_stream_ops) {
   NF_CHECK(cuts.size() >= 2 && cuts.front() == 0.0 && cuts.back() == 1.0, "cuts must run from 0 to 1");
+  for (const std::string& name : memory_stream_ops)
+    if (graph.find_op(name) < 0) fail("tune: no operation \"{}\" to put on the memory stream", name);
+  auto stream_of_op = [&](int op) {
+    if (memory_stream_ops.empty()) return stream_of(graph.ops[op].resource);
+    const bool named = std::find(memory_stream_ops.begin(), memory_stream_ops.end(), graph.ops[op].name) !=
+                       memory_stream_ops.end();
+    return named ? memory_stream : compute_stream;
+  };
   schedule_problem problem;
   problem.cuts = cuts;
   problem.rows = rows;
@@ -143,7 +152,7 @@ schedule_problem make_schedule_problem(const op_graph& graph, const std::vector<
       const int begin = std::max(frame.begin + fraction_to_row(cuts[k], frame.size()), own.begin);
       const int end = std::min(frame.begin + fraction_to_row(cuts[k + 1], frame.size()), own.end);
       node.num_rows = std::max(0, end - begin);
-      node.stream = stream_of(graph.ops[op].resource);
+      node.stream = stream_of_op(static_cast<int>(op));
       problem.nodes.push_back(node);
     }
   problem.edges = possible_dependencies(graph, problem.nodes);

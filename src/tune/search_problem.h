@@ -52,8 +52,11 @@ int stream_of(resource_class resource);
 std::vector<std::vector<double>> candidate_cuts(int max_nano_batches, step_rows rows);
 
 // The nano-ops of `cuts` with their rows at `rows` (rounded as resolve_pipeline rounds) and streams, and
-// their possible dependencies.
-schedule_problem make_schedule_problem(const op_graph& graph, const std::vector<double>& cuts, step_rows rows);
+// their possible dependencies. `memory_stream_ops` names the operations that go on the memory stream; empty:
+// every memory- and network-class operation (stream_of). Operations not named stay on the compute stream
+// beside the GEMMs, whatever their class.
+schedule_problem make_schedule_problem(const op_graph& graph, const std::vector<double>& cuts, step_rows rows,
+                                       const std::vector<std::string>& memory_stream_ops = {});
 
 // Nano-op b depends on nano-op a at some step when their operations conflict on a buffer and the footprints
 // intersect. Rows are monotone roundings of real boundaries that are linear in r = num_decode / num_tokens, so

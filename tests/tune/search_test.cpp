@@ -27,6 +27,7 @@ tune_options options_for(int num_decode, int num_prefill, int max_nano_batches =
   o.max_nano_batches = max_nano_batches;
   o.stage1_time_limit_s = 1.0;
   o.stage2_time_limit_s = 1.0;
+  o.memory_stream_ops = {};  // every memory-class operation may overlap the GEMMs: the widest search
   return o;
 }
 

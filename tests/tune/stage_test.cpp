@@ -12,6 +12,7 @@
 
 #include "pipeline/resolved_pipeline.h"
 #include "synthetic_profile.h"
+#include "core/error.h"
 #include "tune/stage1.h"
 #include "tune/stage2.h"
 
@@ -125,6 +126,19 @@ TEST(stage1, one_nano_batch_of_llama_overlaps_only_the_two_attentions) {
   const double expected = std::accumulate(d.begin(), d.end(), 0.0) -
                           std::min(d[g.find_op("decode_attention")], d[g.find_op("prefill_attention")]);
   EXPECT_NEAR(s.period_us, expected, 1e-6 * expected);
+}
+
+TEST(make_schedule_problem, puts_only_the_named_operations_on_the_memory_stream) {
+  const op_graph& g = llama_op_graph();
+  const schedule_problem by_class = make_schedule_problem(g, {0, 0.5, 1}, {100, 300});
+  const schedule_problem named = make_schedule_problem(g, {0, 0.5, 1}, {100, 300}, {"decode_attention"});
+  ASSERT_EQ(by_class.nodes.size(), named.nodes.size());
+  for (size_t i = 0; i < named.nodes.size(); ++i) {
+    const op_node& op = g.ops[named.nodes[i].op];
+    EXPECT_EQ(by_class.nodes[i].stream, op.resource == resource_class::compute ? compute_stream : memory_stream) << op.name;
+    EXPECT_EQ(named.nodes[i].stream, op.name == "decode_attention" ? memory_stream : compute_stream) << op.name;
+  }
+  EXPECT_THROW(make_schedule_problem(g, {0, 1}, {1, 1}, {"no_such_op"}), error);
 }
 
 TEST(possible_dependencies, cover_every_dependency_of_every_step) {
