@@ -4,7 +4,9 @@
 # pipeline ablation (ablation.sh). Run from the repository root. After each stage everything written so far is
 # packed into OUT_DIR/logs.tgz, so a run cut short still returns what it finished.
 # Usage: scripts/gpu_all.sh OUT_DIR BUNDLE   (BUNDLE: a folder from bundle_libs.sh, or the .tar.xz it packs)
-#   STAGES (default "tests tune port ablation"): which stages, in this order;
+#   STAGES (default "tests kernels tune port ablation"): which stages, in this order;
+#   KERNELS ("prefill decode"): the bench_kernels groups of the kernels stage;
+#   COMPARE ("overlap-front"): schedules the tune stage benchmarks beside the tuned and the sequential one;
 #   NUM_PROMPTS (1000): prompts of the tune and ablation runs; PORT_PROMPTS (300): of the porting runs;
 #   PORT_MODELS (default "llama2-7b mistral-7b qwen2-7b"): folders of configs/models;
 #   SCHEDULES (default "sequential overlap-front configs/pipelines/tuned/llama3-8b-h200.json"), WORKLOADS
@@ -29,24 +31,32 @@ mkdir -p "$logs"
 pack() { tar czf "$out/logs.tgz" -C "$logs" . ; }
 num_prompts=${NUM_PROMPTS:-1000}
 
-for stage in ${STAGES:-tests tune port ablation}; do
+for stage in ${STAGES:-tests kernels tune port ablation}; do
   start=$(date +%s)
   case "$stage" in
     tests)
       SKIP_KERNEL_BENCH=1 SKIP_THROUGHPUT=1 timeout 300 bash "$here/gpu_check.sh" "$logs/check" "$bundle" \
         > "$logs/check.txt" 2>&1
       sed -n '/== summary ==/,$p' "$logs/check.txt" ;;
+    kernels)
+      for group in ${KERNELS:-prefill decode}; do
+        timeout 120 "$bundle/bin/bench/bench_kernels" --only "$group" --json "$logs/bench_$group.json" \
+          > "$logs/bench_$group.log" 2>&1
+        echo "-- bench_kernels --only $group: rc=$?"
+        grep -E "TFLOP/s|TB/s" "$logs/bench_$group.log" | head -40
+      done ;;
     tune)
-      TUNE_TIMEOUT=90 BENCH_TIMEOUT=120 PROFILE_ARGS="--sm-budget-stride 2" NUM_PROMPTS="$num_prompts" \
-        timeout 360 bash "$here/tune_check.sh" "$logs/tune" "$bundle" > "$logs/tune.txt" 2>&1
-      grep -E "tuned spec|throughput_" "$logs/tune.txt" ;;
+      TUNE_TIMEOUT=150 BENCH_TIMEOUT=120 PROFILE_ARGS="--sm-budget-stride 2" NUM_PROMPTS="$num_prompts" \
+        COMPARE="${COMPARE-overlap-front}" timeout 480 bash "$here/tune_check.sh" "$logs/tune" "$bundle" \
+        > "$logs/tune.txt" 2>&1
+      grep -E "best predicted|measured|tuned spec|throughput_" "$logs/tune.txt" ;;
     port)
       for model in ${PORT_MODELS:-llama2-7b mistral-7b qwen2-7b}; do
-        MODEL="configs/models/$model" TUNE_TIMEOUT=80 BENCH_TIMEOUT=60 PROFILE_ARGS="--sm-budget-stride 2" \
-          NUM_PROMPTS="${PORT_PROMPTS:-300}" timeout 220 bash "$here/tune_check.sh" "$logs/port_$model" "$bundle" \
+        MODEL="configs/models/$model" TUNE_TIMEOUT=120 BENCH_TIMEOUT=60 PROFILE_ARGS="--sm-budget-stride 2" \
+          NUM_PROMPTS="${PORT_PROMPTS:-300}" COMPARE= timeout 260 bash "$here/tune_check.sh" "$logs/port_$model" "$bundle" \
           > "$logs/port_$model.txt" 2>&1
         echo "-- $model"
-        grep -E "tuned spec|throughput_" "$logs/port_$model.txt"
+        grep -E "best predicted|tuned spec|throughput_" "$logs/port_$model.txt"
         pack
       done ;;
     ablation)

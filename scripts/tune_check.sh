@@ -10,7 +10,8 @@
 #   MODEL (configs/models/llama3-8b): the config.json folder to tune for;
 #   DECODE_ROWS (512), PREFILL_ROWS (1536), MEAN_CONTEXT (1280): the step the spec is tuned for;
 #   MAX_NANO_BATCHES (4), TIME_LIMIT (5 s per MILP solve), PROFILE_ARGS (more `tune` options, e.g.
-#   "--sm-budget-stride 2"), NUM_PROMPTS (500), TUNE_TIMEOUT (600 s), BENCH_TIMEOUT (300 s per benchmark).
+#   "--sm-budget-stride 2"), NUM_PROMPTS (500), TUNE_TIMEOUT (600 s), BENCH_TIMEOUT (300 s per benchmark);
+#   COMPARE (none): more schedules (names in configs/pipelines or spec paths) to benchmark beside the two.
 set -uo pipefail
 out=${1:?usage: tune_check.sh OUT_DIR [BUNDLE_DIR]}
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -47,10 +48,13 @@ bench() {  # name, schedule
 }
 
 echo "== tune (rc=$tune_rc, ${tune_s} s) =="
-grep -E '^(profil|interference|searching|tuned spec|wrote|warning|error)' "$out/tune.log"
+grep -E '^(profil|interference|searching|best predicted|timing|measured|tuned spec|wrote|warning|error)' "$out/tune.log"
 results=()
 [ -f "$out/tuned_spec.json" ] && bench tuned "$out/tuned_spec.json"
 bench sequential sequential
+for schedule in ${COMPARE:-}; do
+  bench "$(basename "${schedule%.json}")" "$schedule"
+done
 echo "== throughput (fixed 1024/512, $num_prompts prompts) =="
 head -2 "$out/device.txt"
 printf '%s\n' "${results[@]}"

@@ -246,8 +246,8 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--profile") == 0 && i + 1 < argc) profile = argv[++i];
     if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
   }
-  if (!only.empty() && only != "decode") {
-    std::fprintf(stderr, "--only takes 'decode', not '%s'\n", only.c_str());
+  if (!only.empty() && only != "decode" && only != "prefill") {
+    std::fprintf(stderr, "--only takes 'decode' or 'prefill', not '%s'\n", only.c_str());
     return 2;
   }
   int device_count = 0;
@@ -320,7 +320,7 @@ int main(int argc, char** argv) {
   }
   // Ceiling 3: cuBLASLt bf16 GEMM at the Llama-3-8B gate+up shape.
   double gemm_tflops = 0.0;
-  if (only.empty()) {
+  if (only.empty() || only == "prefill") {
     const int m = 2048, n = 28672, k = 4096;
     device_memory x(size_t(m) * k * 2), w(size_t(n) * k * 2), y(size_t(m) * n * 2);
     fill(x.as<bf16>(), size_t(m) * k, 1, 1.0f);
@@ -337,6 +337,12 @@ int main(int argc, char** argv) {
               tflops, "TFLOP/s", budget ? gemm_tflops : 0.0, budget ? "GEMM all SMs" : ""});
     }
   }
+
+  if (only == "prefill")
+    for (int variant = 0; variant < nf::kernels::num_prefill_attention_variants; ++variant) {
+      bench_prefill(4096, 0, gemm_tflops, variant);
+      bench_prefill(16384, 0, gemm_tflops, variant);
+    }
 
   if (only.empty()) {
     decode_sweep({8, 0});

@@ -60,7 +60,7 @@ TEST_P(prefill_attention_test, matches_reference) {
   args.max_num_queries = max_num_queries;
   args.scale = scale;
   args.num_sms = num_sms;
-  for (int variant = 0; variant < 3; ++variant) {  // every query-tile shape and pipeline
+  for (int variant = 0; variant < kernels::num_prefill_attention_variants; ++variant) {  // every query-tile shape and pipeline
     args.variant = variant;
     d_out.poison();
     NF_CUDA_OK(kernels::prefill_attention(args, nullptr));

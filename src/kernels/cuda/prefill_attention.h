@@ -32,6 +32,9 @@ struct prefill_attention_args {
   int variant = 0;
 };
 
+// Variants 0 .. num_prefill_attention_variants - 1 exist; tests and benchmarks run every one.
+inline constexpr int num_prefill_attention_variants = 3;
+
 cudaError_t prefill_attention(const prefill_attention_args& args, cudaStream_t stream);
 
 }  // namespace nf::kernels
