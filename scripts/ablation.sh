@@ -7,7 +7,8 @@
 #   SCHEDULES   (default "sequential nanobatch overlap"): names of configs/pipelines or spec paths
 #   WORKLOADS   (default "fixed splitwise_conv lmsys sharegpt"): "fixed" is --input-len 1024 --output-len 512
 #   NUM_PROMPTS (default 2000), BENCH_TIMEOUT (seconds per run, default 300), EXTRA_ARGS (added to every run),
-#   PROFILE_SCHEDULES (schedules also run once with --profile-ops on the fixed workload, 300 prompts).
+#   PROFILE_SCHEDULES (schedules also run once with --profile-ops on the fixed workload, PROFILE_PROMPTS prompts,
+#   default 1000: enough to reach the steady state of ~680 decodes per full step).
 set -uo pipefail
 out=${1:?usage: ablation.sh OUT_DIR [BUNDLE_DIR]}
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -44,7 +45,7 @@ for workload in $workloads; do
   done
 done
 for schedule in ${PROFILE_SCHEDULES:-}; do
-  run_one "profile__$(label_of "$schedule")" --input-len 1024 --output-len 512 --num-prompts 300 \
+  run_one "profile__$(label_of "$schedule")" --input-len 1024 --output-len 512 --num-prompts "${PROFILE_PROMPTS:-1000}" \
     --schedule "$schedule" --profile-ops
 done
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Every GPU stage of the project in one bounded run, for a GPU machine reached by copying files: the gpu tests
-# and references (gpu_check.sh), `nanoflow tune` on Llama-3-8B and on the porting shapes (tune_check.sh), and the
-# pipeline ablation (ablation.sh). Run from the repository root. After each stage everything written so far is
+# and references (gpu_check.sh), the kernel benchmarks, the overlap probe (bench_overlap), profiled engine runs,
+# `nanoflow tune` on Llama-3-8B and on the porting shapes (tune_check.sh), and the pipeline ablation (ablation.sh). Run from the repository root. After each stage everything written so far is
 # packed into OUT_DIR/logs.tgz, so a run cut short still returns what it finished.
 # Usage: scripts/gpu_all.sh OUT_DIR BUNDLE   (BUNDLE: a folder from bundle_libs.sh, or the .tar.xz it packs)
-#   STAGES (default "tests kernels tune port ablation"): which stages, in this order;
+#   STAGES (default "tests kernels overlap tune port ablation"): which stages, in this order ("profile" is extra);
 #   KERNELS ("prefill decode"): the bench_kernels groups of the kernels stage;
+#   PROFILE_SCHEDULES ("sequential overlap"), PROFILE_PROMPTS (1000): the profile stage's `--profile-ops` runs at
+#   fixed 1024/512 (enough prompts to reach the steady state of ~680 decodes per full step);
 #   COMPARE ("overlap-front"): schedules the tune stage benchmarks beside the tuned and the sequential one;
 #   NUM_PROMPTS (1000): prompts of the tune and ablation runs; PORT_PROMPTS (300): of the porting runs;
 #   PORT_MODELS (default "llama2-7b mistral-7b qwen2-7b"): folders of configs/models;
@@ -27,11 +29,12 @@ if [ -f "$bundle" ]; then
 fi
 bundle="$(cd "$bundle" && pwd)"
 logs="$work/logs"
+export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 mkdir -p "$logs"
 pack() { tar czf "$out/logs.tgz" -C "$logs" . ; }
 num_prompts=${NUM_PROMPTS:-1000}
 
-for stage in ${STAGES:-tests kernels tune port ablation}; do
+for stage in ${STAGES:-tests kernels overlap tune port ablation}; do
   start=$(date +%s)
   case "$stage" in
     tests)
@@ -44,6 +47,22 @@ for stage in ${STAGES:-tests kernels tune port ablation}; do
           > "$logs/bench_$group.log" 2>&1
         echo "-- bench_kernels --only $group: rc=$?"
         grep -E "TFLOP/s|TB/s" "$logs/bench_$group.log" | head -40
+      done ;;
+    overlap)
+      timeout 180 "$bundle/bin/bench/bench_overlap" --json "$logs/overlap.json" > "$logs/overlap.log" 2>&1
+      echo "-- bench_overlap: rc=$?"
+      cat "$logs/overlap.log" ;;
+    profile)
+      for schedule in ${PROFILE_SCHEDULES:-sequential overlap}; do
+        label=$(basename "$schedule" .json)
+        timeout 240 "$bundle/bin/nanoflow" bench throughput --backend cuda --load-format dummy \
+          --model "${MODEL:-configs/models/llama3-8b}" --no-progress --input-len 1024 --output-len 512 \
+          --num-prompts "${PROFILE_PROMPTS:-1000}" --schedule "$schedule" --profile-ops \
+          --output-json "$logs/profile_$label.json" > "$logs/profile_$label.log" 2>&1
+        echo "-- profile $schedule: rc=$?"
+        grep -E "tokens/s|ceiling" "$logs/profile_$label.log" | head -4
+        sed -n '/== CUDA backend step profile/,/== timeline/p' "$logs/profile_$label.log"
+        pack
       done ;;
     tune)
       TUNE_TIMEOUT=150 BENCH_TIMEOUT=120 PROFILE_ARGS="--sm-budget-stride 2" NUM_PROMPTS="$num_prompts" \

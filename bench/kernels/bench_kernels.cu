@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.cuh"
 #include "kernels/cuda/decode_attention.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/prefill_attention.h"
@@ -27,25 +28,12 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-#define CHECK_CUDA(expr)                                                                       \
-  do {                                                                                         \
-    cudaError_t err_ = (expr);                                                                 \
-    if (err_ != cudaSuccess) {                                                                 \
-      std::fprintf(stderr, "%s failed: %s (%s:%d)\n", #expr, cudaGetErrorString(err_), __FILE__, __LINE__); \
-      std::exit(1);                                                                            \
-    }                                                                                          \
-  } while (0)
+#define CHECK_CUDA(expr) NF_BENCH_CHECK(expr)
 
-__global__ void fill_kernel(bf16* data, size_t count, uint32_t seed, float scale) {
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < count;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
-    h ^= h >> 15;
-    h *= 2246822519u;
-    h ^= h >> 13;
-    data[i] = __float2bfloat16((static_cast<float>(h & 0xffff) / 65536.0f - 0.5f) * 2.0f * scale);
-  }
-}
+using nf::bench::device_memory;
+using nf::bench::fill;
+using nf::bench::num_device_sms;
+using nf::bench::time_ms;
 
 // Streaming read: 8 independent 16-byte loads per thread in flight, 2 blocks of 512 threads per SM.
 __global__ void __launch_bounds__(512) read_kernel(const uint4* __restrict__ data, size_t count, uint32_t* sink) {
@@ -61,43 +49,6 @@ __global__ void __launch_bounds__(512) read_kernel(const uint4* __restrict__ dat
   }
   for (; i < count; i += stride) acc ^= data[i].x;
   if (acc == 0x12345678u) *sink = acc;
-}
-
-struct device_memory {
-  void* ptr = nullptr;
-  explicit device_memory(size_t bytes) { CHECK_CUDA(cudaMalloc(&ptr, bytes)); }
-  ~device_memory() { cudaFree(ptr); }
-  template <typename T>
-  T* as() const { return static_cast<T*>(ptr); }
-};
-
-void fill(bf16* data, size_t count, uint32_t seed, float scale) {
-  fill_kernel<<<1024, 256>>>(data, count, seed, scale);
-  CHECK_CUDA(cudaGetLastError());
-}
-
-// Median time of `iters` launches after 3 warm-ups, in milliseconds.
-double time_ms(const std::function<void()>& launch, int iters) {
-  for (int i = 0; i < 3; ++i) launch();
-  CHECK_CUDA(cudaDeviceSynchronize());
-  std::vector<cudaEvent_t> events(iters + 1);
-  for (auto& e : events) CHECK_CUDA(cudaEventCreate(&e));
-  CHECK_CUDA(cudaEventRecord(events[0]));
-  for (int i = 0; i < iters; ++i) {
-    launch();
-    CHECK_CUDA(cudaEventRecord(events[i + 1]));
-  }
-  CHECK_CUDA(cudaEventSynchronize(events[iters]));
-  CHECK_CUDA(cudaGetLastError());
-  std::vector<double> times(iters);
-  for (int i = 0; i < iters; ++i) {
-    float ms = 0.0f;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, events[i], events[i + 1]));
-    times[i] = ms;
-  }
-  for (auto& e : events) cudaEventDestroy(e);
-  std::sort(times.begin(), times.end());
-  return times[iters / 2];
 }
 
 struct result {
@@ -118,13 +69,6 @@ void report(const result& r) {
   if (r.ceiling > 0) std::printf(" %6.1f%% of %s", 100.0 * r.value / r.ceiling, r.ceiling_name.c_str());
   std::printf("\n");
   std::fflush(stdout);
-}
-
-int num_device_sms() {
-  int device = 0, n = 0;
-  cudaGetDevice(&device);
-  cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
-  return n;
 }
 
 // Decode attention at the Llama-3-8B shape: 32 query heads, 8 KV heads, head_dim 128, block 16.

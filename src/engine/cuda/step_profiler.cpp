@@ -132,6 +132,8 @@ void step_profiler::report(std::FILE* out) const {
                100.0 * mean.host_between_ms / step_ms);
   std::fprintf(out, "| whole step (forward + between) | %.3f | 100%% |\n", step_ms);
 
+  report_step_groups(out, max_tokens);
+
   // One middle layer of the latest largest step, per stream, relative to that layer's first launch.
   int max_layer = -1;
   for (const timed_launch& t : timeline_) max_layer = std::max(max_layer, t.layer);
@@ -152,6 +154,58 @@ void step_profiler::report(std::FILE* out) const {
   for (const timed_launch* t : rows)
     std::fprintf(out, "| %d | %s | %.3f | %.3f | %.3f |\n", t->lane, t->label.c_str(), t->start_ms - origin,
                  t->end_ms - origin, t->end_ms - t->start_ms);
+}
+
+void step_profiler::report_step_groups(std::FILE* out, int max_tokens) const {
+  // Full steps by 128s of decodes, then partial steps with prefill, then decode-only steps.
+  constexpr int decode_bucket = 128;
+  struct group {
+    std::string name;
+    int steps = 0;
+    double decodes = 0.0, prefill_tokens = 0.0, step_ms = 0.0, decode_attention_ms = 0.0, gemm_ms = 0.0;
+  };
+  std::vector<group> groups;
+  const auto group_of = [&](const std::string& name) -> group& {
+    for (group& g : groups)
+      if (g.name == name) return g;
+    groups.push_back({name});
+    return groups.back();
+  };
+  double total_ms = 0.0;
+  for (const record& r : records_) {
+    std::string name;
+    if (r.num_tokens == max_tokens) {
+      const int low = r.num_decodes / decode_bucket * decode_bucket;
+      name = "full, " + std::to_string(low) + "-" + std::to_string(low + decode_bucket - 1) + " decodes";
+    } else {
+      name = r.num_prefill_tokens > 0 ? "partial, with prefill" : "decode only";
+    }
+    group& g = group_of(name);
+    const double step_ms = r.host_forward_ms + r.host_between_ms;
+    ++g.steps;
+    g.decodes += r.num_decodes;
+    g.prefill_tokens += r.num_prefill_tokens;
+    g.step_ms += step_ms;
+    g.decode_attention_ms += r.op_ms[static_cast<int>(step_op::decode_attention)];
+    for (step_op op : {step_op::qkv_gemm, step_op::o_gemm, step_op::gate_up_gemm, step_op::down_gemm})
+      g.gemm_ms += r.op_ms[static_cast<int>(op)];
+    total_ms += step_ms;
+  }
+  std::stable_sort(groups.begin(), groups.end(), [](const group& a, const group& b) {
+    const bool a_full = a.name.rfind("full", 0) == 0, b_full = b.name.rfind("full", 0) == 0;
+    if (a_full != b_full) return a_full;
+    return a_full ? a.decodes / a.steps < b.decodes / b.steps : a.name > b.name;
+  });
+  std::fprintf(out, "\n== where the run's time went: steps by kind (ms are means per step; decode attention and GEMMs "
+                    "summed over streams) ==\n");
+  std::fprintf(out, "| steps | count | decodes | prefill tokens | step ms | decode attention ms | GEMM ms | share of "
+                    "time |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  for (const group& g : groups) {
+    const double n = g.steps;
+    std::fprintf(out, "| %s | %d | %.1f | %.1f | %.3f | %.3f | %.3f | %.1f%% |\n", g.name.c_str(), g.steps,
+                 g.decodes / n, g.prefill_tokens / n, g.step_ms / n, g.decode_attention_ms / n, g.gemm_ms / n,
+                 100.0 * g.step_ms / total_ms);
+  }
 }
 
 }  // namespace nf::cuda

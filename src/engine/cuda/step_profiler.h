@@ -1,7 +1,9 @@
 // Per-operation timing of the CUDA backend's steps (profiling mode only): CUDA events around every launch on
 // whichever stream it runs, read back after the step's final synchronisation, plus the host time inside and
 // between forward calls. The report averages the steps of the largest token count, so it describes one
-// representative step: time per operation, each stream's busy time, and the timeline of one layer per stream.
+// representative step: time per operation, each stream's busy time, and the timeline of one layer per stream; then
+// it shows where the whole run's time went, by groups of steps (full steps by their number of decodes, partial steps
+// with prefill, decode-only steps).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -77,6 +79,7 @@ class step_profiler {
     double host_between_ms = 0.0;      // wall time since the previous forward returned (engine, sampler, scheduler)
   };
   cudaEvent_t event(size_t index);
+  void report_step_groups(std::FILE* out, int max_tokens) const;
 
   bool enabled_;
   std::vector<cudaEvent_t> events_;  // pool, reused every step: [0] the step start, then (start, end) pairs

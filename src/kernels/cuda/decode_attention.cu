@@ -52,6 +52,7 @@ struct decode_params {
   int group_size, num_head_groups, chunk_tiles, max_chunks;
   int64_t num_items;
   float scale_log2;
+  bool l2_evict_first;  // KV copies carry an evict-first L2 policy (bulk-copy variants)
 };
 
 // A position in a warp's stream of tiles: work item (sequence, KV head, head group, chunk) and tile.
@@ -315,6 +316,7 @@ __device__ __forceinline__ void issue_pair(cursor& c, uint32_t stage, uint32_t b
                                            const CUtensorMap* map) {
   const int2 blocks = blocks_of_pair(c, lane, p);
   if (lane == 0) {
+    const uint64_t policy = p.l2_evict_first ? l2_evict_first_policy() : 0;
     const bool two = c.tile + 1 < c.tile_end;
     const int v_rows = p.num_kv_heads * p.block_size;  // from a K tile to its V tile
     mbarrier_arrive_expect_tx(bar, (two ? 4 : 2) * cfg::tile_bytes);
@@ -325,13 +327,13 @@ __device__ __forceinline__ void issue_pair(cursor& c, uint32_t stage, uint32_t b
         const int row = (block * 2 * p.num_kv_heads + c.kv_head) * p.block_size + ((c.tile + t) * tile_tokens) % p.block_size;
         const uint32_t k_dst = stage + t * cfg::tile_bytes, v_dst = k_dst + 2 * cfg::tile_bytes;
         if constexpr (cfg::box3d) {
-          tma_load_3d(k_dst, map, 0, row, 0, bar);
-          tma_load_3d(v_dst, map, 0, row + v_rows, 0, bar);
+          tma_load_3d(k_dst, map, 0, row, 0, bar, policy);
+          tma_load_3d(v_dst, map, 0, row + v_rows, 0, bar, policy);
         } else {
-          tma_load_2d(k_dst, map, 0, row, bar);
-          tma_load_2d(k_dst + cfg::box_bytes, map, 64, row, bar);
-          tma_load_2d(v_dst, map, 0, row + v_rows, bar);
-          tma_load_2d(v_dst + cfg::box_bytes, map, 64, row + v_rows, bar);
+          tma_load_2d(k_dst, map, 0, row, bar, policy);
+          tma_load_2d(k_dst + cfg::box_bytes, map, 64, row, bar, policy);
+          tma_load_2d(v_dst, map, 0, row + v_rows, bar, policy);
+          tma_load_2d(v_dst + cfg::box_bytes, map, 64, row + v_rows, bar, policy);
         }
       }
     }
@@ -595,6 +597,7 @@ bool make_params(const decode_attention_args& a, int head_dim, int warps_per_blo
   p.max_chunks = max_chunks;
   p.num_items = base_items * max_chunks;
   p.scale_log2 = a.scale * 1.4426950408889634f;
+  p.l2_evict_first = a.l2_evict_first;
   return true;
 }
 

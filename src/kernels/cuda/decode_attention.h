@@ -35,6 +35,9 @@ struct decode_attention_args {
   // 4: 7 x 2 with 2 KiB boxes; 5: 7 x 2 with 4 KiB boxes; 6: as 5 with longer chunks; 7: 4 x 3 with 4 KiB boxes and
   // longer chunks. Other head dims ignore it.
   int variant = 0;
+  // Bulk-copy variants: the KV copies carry an evict-first L2 policy, so that a GEMM overlapped with this kernel keeps
+  // its reused tiles in L2. false: the default policy (for measuring what the hint buys).
+  bool l2_evict_first = true;
 };
 
 // Bytes of workspace decode_attention needs for these sizes (any SM budget).

@@ -1,0 +1,263 @@
+// Overlap probe: does decode attention beside a layer's GEMMs save time, at which SM split, and what does the
+// evict-first L2 hint on the KV copies buy? The shape is one layer of Llama-3-8B's steady-state step at fixed
+// 1024/512 (2048 tokens: ~683 decode rows at contexts 1024-1535, ~1365 prefill rows):
+//   sequential: the GEMMs of all rows (QKV, O, gate_up, down) on all SMs, then decode attention on all SMs;
+//   overlapped: the prefill rows' GEMMs on stream A with an SM target beside decode attention on stream B with an SM
+//               budget, then the decode rows' GEMMs on all SMs.
+// Each measurement runs `--layers` such layers back to back (the median of 7 runs). Prints a table and JSON; never
+// passes or fails. Usage: bench_overlap [--decode-seqs N] [--gemm-rows N] [--layers N] [--json PATH]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench_common.cuh"
+#include "kernels/cuda/decode_attention.h"
+#include "kernels/cuda/gemm.h"
+
+namespace {
+
+using nf::bench::bf16;
+using nf::bench::device_memory;
+using nf::bench::fill;
+
+constexpr int hidden = 4096, intermediate = 14336, qkv_width = 6144;
+constexpr int num_q_heads = 32, num_kv_heads = 8, head_dim = 128, block_size = 16;
+
+// One layer's weights and activations for up to `max_rows` rows.
+struct layer_gemms {
+  device_memory w_qkv{size_t(qkv_width) * hidden * 2};          // [6144, 4096]
+  device_memory w_o{size_t(hidden) * hidden * 2};               // [4096, 4096]
+  device_memory w_gate_up{size_t(2) * intermediate * hidden * 2};  // [28672, 4096]
+  device_memory w_down{size_t(hidden) * intermediate * 2};      // [4096, 14336]
+  device_memory x, qkv, gate_up, act, y;                        // [rows, 4096], [rows, 6144], [rows, 28672], [rows, 14336], [rows, 4096]
+  explicit layer_gemms(int max_rows)
+      : x(size_t(max_rows) * hidden * 2), qkv(size_t(max_rows) * qkv_width * 2),
+        gate_up(size_t(max_rows) * 2 * intermediate * 2), act(size_t(max_rows) * intermediate * 2),
+        y(size_t(max_rows) * hidden * 2) {
+    fill(w_qkv.as<bf16>(), size_t(qkv_width) * hidden, 21, 0.02f);
+    fill(w_o.as<bf16>(), size_t(hidden) * hidden, 22, 0.02f);
+    fill(w_gate_up.as<bf16>(), size_t(2) * intermediate * hidden, 23, 0.02f);
+    fill(w_down.as<bf16>(), size_t(hidden) * intermediate, 24, 0.02f);
+    fill(x.as<bf16>(), size_t(max_rows) * hidden, 25, 1.0f);
+    fill(act.as<bf16>(), size_t(max_rows) * intermediate, 26, 1.0f);
+  }
+  // QKV, O, gate_up and down of `rows` rows starting at row `first`, with an SM target (0: none).
+  void enqueue(nf::kernels::gemm_runner& runner, int first, int rows, int num_sms, cudaStream_t stream) const {
+    const auto at = [first](const device_memory& m, int width) { return m.as<bf16>() + size_t(first) * width; };
+    NF_BENCH_CHECK(runner.run(at(x, hidden), w_qkv.as<bf16>(), nullptr, at(qkv, qkv_width), rows, qkv_width, hidden,
+                              num_sms, stream));
+    NF_BENCH_CHECK(runner.run(at(x, hidden), w_o.as<bf16>(), nullptr, at(y, hidden), rows, hidden, hidden, num_sms,
+                              stream));
+    NF_BENCH_CHECK(runner.run(at(x, hidden), w_gate_up.as<bf16>(), nullptr, at(gate_up, 2 * intermediate), rows,
+                              2 * intermediate, hidden, num_sms, stream));
+    NF_BENCH_CHECK(runner.run(at(act, intermediate), w_down.as<bf16>(), nullptr, at(y, hidden), rows, hidden,
+                              intermediate, num_sms, stream));
+  }
+  static double flops(int rows) {
+    return 2.0 * rows * hidden * (double(qkv_width) + hidden + 2.0 * intermediate + intermediate);
+  }
+};
+
+// Decode attention over `num_seqs` sequences with contexts spread evenly over [min_context, 2 * min_context), blocks
+// scattered over the cache.
+struct decode_batch {
+  int num_seqs, max_context;
+  double kv_bytes = 0.0;
+  std::unique_ptr<device_memory> cache, tables, lens, q, out, workspace;
+  nf::kernels::decode_attention_args args;
+  decode_batch(int seqs, int min_context) : num_seqs(seqs), max_context(2 * min_context - 1) {
+    const int max_blocks = (max_context + block_size - 1) / block_size;
+    std::vector<int32_t> contexts(seqs);  // [seqs]
+    int64_t total_blocks = 0;
+    for (int i = 0; i < seqs; ++i) {
+      contexts[i] = min_context + static_cast<int>(int64_t(i) * min_context / seqs);
+      total_blocks += (contexts[i] + block_size - 1) / block_size;
+      kv_bytes += double(contexts[i]) * num_kv_heads * head_dim * 2 * sizeof(bf16);
+    }
+    const size_t block_elems = 2ull * num_kv_heads * block_size * head_dim;
+    cache = std::make_unique<device_memory>((total_blocks + 1) * block_elems * sizeof(bf16));
+    fill(cache->as<bf16>(), (total_blocks + 1) * block_elems, 7, 1.0f);
+    std::vector<int32_t> physical(total_blocks);
+    std::iota(physical.begin(), physical.end(), 1);
+    std::mt19937 rng(42);
+    std::shuffle(physical.begin(), physical.end(), rng);
+    std::vector<int32_t> table(size_t(seqs) * max_blocks, 0);  // [seqs, max_blocks]
+    size_t next = 0;
+    for (int i = 0; i < seqs; ++i)
+      for (int b = 0; b < (contexts[i] + block_size - 1) / block_size; ++b) table[size_t(i) * max_blocks + b] = physical[next++];
+    tables = std::make_unique<device_memory>(table.size() * sizeof(int32_t));
+    NF_BENCH_CHECK(cudaMemcpy(tables->ptr, table.data(), table.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+    lens = std::make_unique<device_memory>(contexts.size() * sizeof(int32_t));
+    NF_BENCH_CHECK(cudaMemcpy(lens->ptr, contexts.data(), contexts.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+    const size_t q_elems = size_t(seqs) * num_q_heads * head_dim;
+    q = std::make_unique<device_memory>(q_elems * sizeof(bf16));
+    out = std::make_unique<device_memory>(q_elems * sizeof(bf16));
+    fill(q->as<bf16>(), q_elems, 3, 1.0f);
+    const size_t ws_bytes = nf::kernels::decode_attention_workspace_bytes(seqs, num_q_heads, head_dim, max_context);
+    workspace = std::make_unique<device_memory>(ws_bytes);
+    args.q = q->as<bf16>();
+    args.kv_cache = cache->as<bf16>();
+    args.block_tables = tables->as<int32_t>();
+    args.context_lens = lens->as<int32_t>();
+    args.out = out->as<bf16>();
+    args.workspace = workspace->as<float>();
+    args.workspace_bytes = ws_bytes;
+    args.num_seqs = seqs;
+    args.num_q_heads = num_q_heads;
+    args.num_kv_heads = num_kv_heads;
+    args.head_dim = head_dim;
+    args.block_size = block_size;
+    args.max_blocks_per_seq = max_blocks;
+    args.max_context_len = max_context;
+    args.scale = 0.08838834764831845f;
+  }
+  void enqueue(int num_sms, bool evict_first, cudaStream_t stream) {
+    args.num_sms = num_sms;
+    args.l2_evict_first = evict_first;
+    NF_BENCH_CHECK(nf::kernels::decode_attention(args, stream));
+  }
+};
+
+// Median over 7 runs (after 2 warm-ups) of the time from a fork on stream a to the join of streams a and b.
+double time_fork_join(const std::function<void(cudaStream_t, cudaStream_t)>& enqueue, cudaStream_t a, cudaStream_t b) {
+  cudaEvent_t start, stop, fork, joined;
+  NF_BENCH_CHECK(cudaEventCreate(&start));
+  NF_BENCH_CHECK(cudaEventCreate(&stop));
+  NF_BENCH_CHECK(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming));
+  NF_BENCH_CHECK(cudaEventCreateWithFlags(&joined, cudaEventDisableTiming));
+  std::vector<double> times;
+  for (int run = 0; run < 9; ++run) {
+    NF_BENCH_CHECK(cudaEventRecord(start, a));
+    NF_BENCH_CHECK(cudaEventRecord(fork, a));
+    NF_BENCH_CHECK(cudaStreamWaitEvent(b, fork));
+    enqueue(a, b);
+    NF_BENCH_CHECK(cudaEventRecord(joined, b));
+    NF_BENCH_CHECK(cudaStreamWaitEvent(a, joined));
+    NF_BENCH_CHECK(cudaEventRecord(stop, a));
+    NF_BENCH_CHECK(cudaEventSynchronize(stop));
+    float ms = 0.0f;
+    NF_BENCH_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    if (run >= 2) times.push_back(ms);
+  }
+  for (cudaEvent_t e : {start, stop, fork, joined}) cudaEventDestroy(e);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int decode_seqs = 683, gemm_rows = 2048, layers = 8, min_context = 1024;
+  std::string json_path;
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], "--decode-seqs") == 0) decode_seqs = std::atoi(argv[++i]);
+    else if (std::strcmp(argv[i], "--gemm-rows") == 0) gemm_rows = std::atoi(argv[++i]);
+    else if (std::strcmp(argv[i], "--layers") == 0) layers = std::atoi(argv[++i]);
+    else if (std::strcmp(argv[i], "--min-context") == 0) min_context = std::atoi(argv[++i]);
+    else if (std::strcmp(argv[i], "--json") == 0) json_path = argv[++i];
+  }
+  int device_count = 0;
+  if (cudaGetDeviceCount(&device_count) != cudaSuccess || device_count == 0) {
+    std::printf("no CUDA device: nothing to measure\n");
+    return 0;
+  }
+  if (decode_seqs <= 0 || decode_seqs >= gemm_rows || layers <= 0 || min_context <= 0) {
+    std::fprintf(stderr, "need 0 < --decode-seqs < --gemm-rows, --layers > 0, --min-context > 0\n");
+    return 2;
+  }
+  cudaDeviceProp prop{};
+  NF_BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
+  const int sms = nf::bench::num_device_sms();
+  const int prefill_rows = gemm_rows - decode_seqs;
+  layer_gemms gemms(gemm_rows);
+  decode_batch decode(decode_seqs, min_context);
+  int low = 0, high = 0;
+  NF_BENCH_CHECK(cudaDeviceGetStreamPriorityRange(&low, &high));
+  cudaStream_t a, b;
+  NF_BENCH_CHECK(cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking));
+  NF_BENCH_CHECK(cudaStreamCreateWithPriority(&b, cudaStreamNonBlocking, high));
+  nf::kernels::gemm_runner runner_a;
+  NF_BENCH_CHECK(runner_a.init());
+  std::printf("device: %s, %d SMs; %d layers of: GEMMs of %d rows (%d prefill + %d decode), decode attention over "
+              "%d sequences at contexts %d-%d (%.2f GB of KV per layer)\n",
+              prop.name, sms, layers, gemm_rows, prefill_rows, decode_seqs, decode_seqs, min_context,
+              decode.max_context, decode.kv_bytes / 1e9);
+
+  nlohmann::json j;
+  j["device"] = prop.name;
+  j["num_sms"] = sms;
+  j["layers"] = layers;
+  j["gemm_rows"] = gemm_rows;
+  j["decode_seqs"] = decode_seqs;
+  j["kv_bytes_per_layer"] = decode.kv_bytes;
+  const auto per_layer = [&](double ms) { return ms / layers; };
+  const auto gemms_alone = [&](int first, int rows, int num_sms) {
+    return per_layer(time_fork_join([&](cudaStream_t s, cudaStream_t) {
+      for (int l = 0; l < layers; ++l) gemms.enqueue(runner_a, first, rows, num_sms, s);
+    }, a, b));
+  };
+  const auto attention_alone = [&](int num_sms, bool evict_first) {
+    return per_layer(time_fork_join([&](cudaStream_t, cudaStream_t s) {
+      for (int l = 0; l < layers; ++l) decode.enqueue(num_sms, evict_first, s);
+    }, a, b));
+  };
+
+  const double gemm_all = gemms_alone(0, gemm_rows, 0);
+  const double gemm_decode_rows = gemms_alone(prefill_rows, decode_seqs, 0);
+  const double attention_all = attention_alone(0, true);
+  const double attention_all_no_hint = attention_alone(0, false);
+  const double sequential = gemm_all + attention_all;
+  std::printf("ceilings per layer: GEMMs of %d rows on all SMs %.3f ms (%.0f TFLOP/s); decode attention on all SMs "
+              "%.3f ms (%.2f TB/s; %.3f ms without the L2 hint); sequential %.3f ms\n",
+              gemm_rows, gemm_all, layer_gemms::flops(gemm_rows) / gemm_all / 1e9, attention_all,
+              decode.kv_bytes / attention_all / 1e9, attention_all_no_hint, sequential);
+  std::printf("GEMMs of the %d decode rows alone on all SMs: %.3f ms\n", decode_seqs, gemm_decode_rows);
+  j["gemm_all_ms"] = gemm_all;
+  j["gemm_decode_rows_ms"] = gemm_decode_rows;
+  j["attention_all_ms"] = attention_all;
+  j["attention_all_no_hint_ms"] = attention_all_no_hint;
+  j["sequential_ms"] = sequential;
+
+  std::printf("\n| attention SMs | GEMM SM target | L2 hint | GEMMs alone at target | attention alone | both together | "
+              "GEMM slowdown beside | + decode rows' GEMMs | overlapped layer | vs sequential |\n"
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  for (int attention_sms : {16, 24, 32, 40, 48, 56, 64}) {
+    if (attention_sms >= sms) continue;
+    for (int target : {sms - attention_sms, 0}) {
+      const double gemm_prefill = gemms_alone(0, prefill_rows, target);
+      for (bool evict_first : {true, false}) {
+        if (target == 0 && !evict_first) continue;
+        const double attention = attention_alone(attention_sms, evict_first);
+        // Measure the side whose work is longer as the whole span: both streams hold `layers` layers.
+        const double both = per_layer(time_fork_join([&](cudaStream_t sa, cudaStream_t sb) {
+          for (int l = 0; l < layers; ++l) decode.enqueue(attention_sms, evict_first, sb);
+          for (int l = 0; l < layers; ++l) gemms.enqueue(runner_a, 0, prefill_rows, target, sa);
+        }, a, b));
+        const double overlapped = both + gemm_decode_rows;
+        std::printf("| %d | %s | %s | %.3f ms | %.3f ms | %.3f ms | %.2fx | %.3f ms | %.3f ms | %.3fx |\n", attention_sms,
+                    target ? std::to_string(target).c_str() : "none", evict_first ? "evict-first" : "none", gemm_prefill,
+                    attention, both, both / gemm_prefill, gemm_decode_rows, overlapped, sequential / overlapped);
+        std::fflush(stdout);
+        j["splits"].push_back({{"attention_sms", attention_sms}, {"gemm_sm_target", target},
+                               {"l2_evict_first", evict_first}, {"gemm_alone_ms", gemm_prefill},
+                               {"attention_alone_ms", attention}, {"both_ms", both},
+                               {"overlapped_layer_ms", overlapped}, {"gain_vs_sequential", sequential / overlapped}});
+      }
+    }
+  }
+  if (!json_path.empty()) std::ofstream(json_path) << j.dump(2) << "\n";
+  cudaStreamDestroy(a);
+  cudaStreamDestroy(b);
+  return 0;
+}
