@@ -256,6 +256,37 @@ int main(int argc, char** argv) {
       }
     }
   }
+
+  // Launch order and attention pipeline at the splits that pay most: does the GEMM keep its SMs when it starts
+  // first, and which decode pipeline suffers least beside it? (variant 0: the default for the budget.)
+  std::printf("\n| attention SMs | GEMM SM target | first launched | attention pipeline | attention alone | both together "
+              "| overlapped layer | vs sequential |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  for (int attention_sms : {48, 56, 64, 80}) {
+    if (attention_sms >= sms) continue;
+    for (int target : {sms - attention_sms, 0}) {
+      for (int variant : {0, 5, 7, 8}) {
+        decode.args.variant = variant;
+        const double attention = attention_alone(attention_sms, true);
+        for (bool gemm_first : {false, true}) {
+          const double both = per_layer(time_fork_join([&](cudaStream_t sa, cudaStream_t sb) {
+            if (gemm_first) gemms.enqueue(runner_a, 0, prefill_rows, target, sa);
+            for (int l = 0; l < layers; ++l) decode.enqueue(attention_sms, true, sb);
+            for (int l = gemm_first ? 1 : 0; l < layers; ++l) gemms.enqueue(runner_a, 0, prefill_rows, target, sa);
+          }, a, b));
+          const double overlapped = both + gemm_decode_rows;
+          std::printf("| %d | %s | %s | %d | %.3f ms | %.3f ms | %.3f ms | %.3fx |\n", attention_sms,
+                      target ? std::to_string(target).c_str() : "none", gemm_first ? "GEMM" : "attention", variant,
+                      attention, both, overlapped, sequential / overlapped);
+          std::fflush(stdout);
+          j["orders"].push_back({{"attention_sms", attention_sms}, {"gemm_sm_target", target},
+                                 {"gemm_first", gemm_first}, {"variant", variant}, {"attention_alone_ms", attention},
+                                 {"both_ms", both}, {"overlapped_layer_ms", overlapped},
+                                 {"gain_vs_sequential", sequential / overlapped}});
+        }
+      }
+    }
+  }
+  decode.args.variant = 0;
   if (!json_path.empty()) std::ofstream(json_path) << j.dump(2) << "\n";
   cudaStreamDestroy(a);
   cudaStreamDestroy(b);

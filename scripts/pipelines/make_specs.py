@@ -87,6 +87,14 @@ def main():
               f"the first half's attention overlaps the second half's QKV and the second half's attention the "
               f"first half's O and FFN.", ["dec0", "dec1"], True, args.decode_sms, args.overlap_fraction),
     ]
+    # The splits bench_overlap measured best at the steady state of fixed 1024/512 (docs/perf.md).
+    for decode_sms in (56, 64):
+        specs.append(build(f"overlap-a{decode_sms}",
+                           f"As overlap, sized by bench_overlap at the steady state of fixed 1024/512: the decode rows' "
+                           f"attention on {decode_sms} SMs on the memory stream, the prefill rows' whole layer beside it "
+                           f"on the compute stream with no SM target (cuBLASLt and the other kernels take the SMs the "
+                           f"attention leaves); the decode rows' O and FFN follow.",
+                           ["dec"], True, decode_sms, 1.0))
     os.makedirs(args.out_dir, exist_ok=True)
     for spec in specs:
         with open(os.path.join(args.out_dir, spec["name"] + ".json"), "w") as f:
