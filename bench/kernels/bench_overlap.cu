@@ -6,9 +6,11 @@
 //               budget, then the decode rows' GEMMs on all SMs.
 // Each measurement runs `--layers` such layers back to back (the median of 7 runs). Prints a table and JSON; never
 // passes or fails. Usage: bench_overlap [--decode-seqs N] [--gemm-rows N] [--layers N] [--json PATH]
+// [--hold SECONDS] (only three phases of that length, GEMMs / attention / both, for a clock and power monitor)
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -124,7 +126,7 @@ struct decode_batch {
   }
   void enqueue(int num_sms, bool evict_first, cudaStream_t stream) {
     args.num_sms = num_sms;
-    args.l2_evict_first = evict_first;
+    args.l2_policy = evict_first ? nf::kernels::decode_l2_policy::evict_first : nf::kernels::decode_l2_policy::normal;
     NF_BENCH_CHECK(nf::kernels::decode_attention(args, stream));
   }
 };
@@ -159,6 +161,7 @@ double time_fork_join(const std::function<void(cudaStream_t, cudaStream_t)>& enq
 
 int main(int argc, char** argv) {
   int decode_seqs = 683, gemm_rows = 2048, layers = 8, min_context = 1024;
+  double hold_seconds = 0.0;  // > 0: only the phases for a clock and power monitor (see hold_phases)
   std::string json_path;
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--decode-seqs") == 0) decode_seqs = std::atoi(argv[++i]);
@@ -166,6 +169,7 @@ int main(int argc, char** argv) {
     else if (std::strcmp(argv[i], "--layers") == 0) layers = std::atoi(argv[++i]);
     else if (std::strcmp(argv[i], "--min-context") == 0) min_context = std::atoi(argv[++i]);
     else if (std::strcmp(argv[i], "--json") == 0) json_path = argv[++i];
+    else if (std::strcmp(argv[i], "--hold") == 0) hold_seconds = std::atof(argv[++i]);
   }
   int device_count = 0;
   if (cudaGetDeviceCount(&device_count) != cudaSuccess || device_count == 0) {
@@ -193,6 +197,30 @@ int main(int argc, char** argv) {
               "%d sequences at contexts %d-%d (%.2f GB of KV per layer)\n",
               prop.name, sms, layers, gemm_rows, prefill_rows, decode_seqs, decode_seqs, min_context,
               decode.max_context, decode.kv_bytes / 1e9);
+
+  if (hold_seconds > 0.0) {
+    // Phases of `hold_seconds` each for an outside monitor (nvidia-smi): the prefill rows' GEMMs alone on all SMs,
+    // decode attention alone on 56 SMs, then both together; each phase's wall-clock start is printed.
+    const auto hold = [&](const char* name, bool with_gemms, bool with_attention) {
+      const auto start = std::chrono::system_clock::now();
+      std::printf("phase %s starts at %.3f s since the epoch\n", name,
+                  std::chrono::duration<double>(start.time_since_epoch()).count());
+      std::fflush(stdout);
+      int rounds = 0;
+      while (std::chrono::duration<double>(std::chrono::system_clock::now() - start).count() < hold_seconds) {
+        time_fork_join([&](cudaStream_t sa, cudaStream_t sb) {
+          for (int l = 0; l < layers && with_attention; ++l) decode.enqueue(56, true, sb);
+          for (int l = 0; l < layers && with_gemms; ++l) gemms.enqueue(runner_a, 0, prefill_rows, 0, sa);
+        }, a, b);
+        ++rounds;
+      }
+      std::printf("phase %s: %d rounds of 9 x %d layers\n", name, rounds, layers);
+    };
+    hold("gemms", true, false);
+    hold("attention", false, true);
+    hold("both", true, true);
+    return 0;
+  }
 
   nlohmann::json j;
   j["device"] = prop.name;

@@ -597,7 +597,8 @@ bool make_params(const decode_attention_args& a, int head_dim, int warps_per_blo
   p.max_chunks = max_chunks;
   p.num_items = base_items * max_chunks;
   p.scale_log2 = a.scale * 1.4426950408889634f;
-  p.l2_evict_first = a.l2_evict_first;
+  p.l2_evict_first = a.l2_policy == decode_l2_policy::evict_first ||
+                     (a.l2_policy == decode_l2_policy::automatic && num_sms < device_sm_count());
   return true;
 }
 

@@ -12,6 +12,14 @@
 
 namespace nf::kernels {
 
+// L2 cache policy of the KV copies (bulk-copy variants). Evict-first keeps a GEMM running beside the kernel in L2
+// (2-7% shorter together at 48-64 SMs in bench_overlap) but costs 3-5% when the kernel runs alone on the whole device.
+enum class decode_l2_policy {
+  automatic,    // evict-first when the kernel has an SM budget below the device (it is overlapped), else normal
+  evict_first,
+  normal,
+};
+
 struct decode_attention_args {
   const __nv_bfloat16* q = nullptr;         // [num_seqs, num_q_heads, head_dim]
   const __nv_bfloat16* kv_cache = nullptr;  // [num_blocks, 2, num_kv_heads, block_size, head_dim]
@@ -35,9 +43,7 @@ struct decode_attention_args {
   // 4: 7 x 2 with 2 KiB boxes; 5: 7 x 2 with 4 KiB boxes; 6: as 5 with longer chunks; 7: 4 x 3 with 4 KiB boxes and
   // longer chunks. Other head dims ignore it.
   int variant = 0;
-  // Bulk-copy variants: the KV copies carry an evict-first L2 policy, so that a GEMM overlapped with this kernel keeps
-  // its reused tiles in L2. false: the default policy (for measuring what the hint buys).
-  bool l2_evict_first = true;
+  decode_l2_policy l2_policy = decode_l2_policy::automatic;
 };
 
 // Bytes of workspace decode_attention needs for these sizes (any SM budget).
