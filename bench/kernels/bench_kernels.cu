@@ -123,7 +123,8 @@ void bench_decode(int num_seqs, int context_len, int num_sms, double copy_tbps, 
   const double bytes = kv_bytes + 2.0 * q_elems * sizeof(bf16);
   char config[128];
   static const char* const variants[] = {"default",      "7x4",          "4x6",            "9x3",           "tma 7x2 2KiB",
-                                         "tma 7x2 4KiB", "tma 7x2 4KiB L", "tma 4x3 4KiB L", "14x2"};
+                                         "tma 7x2 4KiB", "tma 7x2 4KiB L", "tma 4x3 4KiB L", "14x2",
+                                         "tma 2x2 4KiB", "tma 3x2 4KiB", "tma 4x2 4KiB",   "tma 7x1 4KiB"};
   std::snprintf(config, sizeof config, "%d x %d ctx, %s SMs, %.2f GB, pipe %s%s", num_seqs, context_len,
                 num_sms > 0 ? std::to_string(num_sms).c_str() : "all", kv_bytes / 1e9, variants[variant],
                 scattered ? "" : ", contiguous blocks");
@@ -255,7 +256,7 @@ int main(int argc, char** argv) {
     }
   };
   if (only == "decode") {
-    decode_sweep({8, 0, 4, 5, 7});
+    decode_sweep({8, 0, 4, 5, 7, 9, 10, 11, 12});
     for (int variant : {8, 5, 7}) {
       bench_decode(256, 2048, 16, copy_tbps, read_tbps_16, variant);
       bench_decode(256, 2048, 64, copy_tbps, read_tbps_64, variant);

@@ -286,16 +286,18 @@ int main(int argc, char** argv) {
   }
 
   // Launch order and attention pipeline at the splits that pay most: does the GEMM keep its SMs when it starts
-  // first, and which decode pipeline suffers least beside it? (variant 0: the default for the budget.)
+  // first, and which decode pipeline suffers least beside it? (variant 0: the default for the budget; 9-12: shallow
+  // pipelines that keep fewer bytes in flight, so the attention asks the memory system for less than all of it.)
   std::printf("\n| attention SMs | GEMM SM target | first launched | attention pipeline | attention alone | both together "
               "| overlapped layer | vs sequential |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n");
-  for (int attention_sms : {48, 56, 64, 80}) {
+  for (int attention_sms : {40, 48, 56, 64, 80, 96}) {
     if (attention_sms >= sms) continue;
     for (int target : {sms - attention_sms, 0}) {
-      for (int variant : {0, 5, 7, 8}) {
+      for (int variant : {0, 5, 7, 8, 9, 10, 11, 12}) {
         decode.args.variant = variant;
         const double attention = attention_alone(attention_sms, true);
         for (bool gemm_first : {false, true}) {
+          if (gemm_first && variant >= 9) continue;
           const double both = per_layer(time_fork_join([&](cudaStream_t sa, cudaStream_t sb) {
             if (gemm_first) gemms.enqueue(runner_a, 0, prefill_rows, target, sa);
             for (int l = 0; l < layers; ++l) decode.enqueue(attention_sms, true, sb);

@@ -78,8 +78,9 @@ TEST_P(decode_attention_test, matches_reference) {
   kernels::decode_attention_args args = c.args(d_cache.get(), d_tables.get(), num_sms);
   const std::vector<float>& ref = c.ref;
   const int num_seqs = c.num_seqs;
-  // Every pipeline that head_dim 128 offers: the budget's choice 0, cp.async shapes 1-3 and 8, bulk tensor copies 4-7.
-  for (int variant = 0; variant < (head_dim == 128 ? 9 : 1); ++variant) {
+  // Every pipeline that head_dim 128 offers: the budget's choice 0, cp.async shapes 1-3 and 8, bulk tensor copies 4-7
+  // and the shallow bulk-copy pipelines 9-12.
+  for (int variant = 0; variant < (head_dim == 128 ? kernels::num_decode_attention_variants : 1); ++variant) {
     args.variant = variant;
     c.d_out.poison();
     c.d_workspace.poison();
@@ -133,7 +134,7 @@ TEST(decode_attention, reads_blocks_anywhere_in_a_large_cache) {
                           block_elems * sizeof(bf16), cudaMemcpyHostToDevice));
   device_buffer<int32_t> d_tables(tables);
   kernels::decode_attention_args args = c.args(d_cache.get(), d_tables.get(), 0);
-  for (int variant = 0; variant < 9; ++variant) {
+  for (int variant = 0; variant < kernels::num_decode_attention_variants; ++variant) {
     args.variant = variant;
     c.d_out.poison();
     NF_CUDA_OK(kernels::decode_attention(args, nullptr));

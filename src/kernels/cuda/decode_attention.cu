@@ -712,6 +712,10 @@ cudaError_t decode_attention(const decode_attention_args& a, cudaStream_t stream
         case 6: return launch_tma<tma_config<7, 2, true, 12>>(a, stream);
         case 7: return launch_tma<tma_config<4, 3, true, 12>>(a, stream);
         case 8: return launch<decode_config<128, 14, 2>>(a, stream);
+        case 9: return launch_tma<tma_config<2, 2, true, 32>>(a, stream);
+        case 10: return launch_tma<tma_config<3, 2, true, 32>>(a, stream);
+        case 11: return launch_tma<tma_config<4, 2, true, 32>>(a, stream);
+        case 12: return launch_tma<tma_config<7, 1, true, 32>>(a, stream);
         default: return cudaErrorInvalidValue;
       }
     }

@@ -41,10 +41,15 @@ struct decode_attention_args {
   // the device, else 5; 8 where no tensor map can be made). cp.async, warps x stages of one K and one V tile:
   // 8: 14 x 2, 1: 7 x 4, 2: 4 x 6, 3: 9 x 3. Bulk tensor copies on mbarriers, warps x stages of two K and V tiles:
   // 4: 7 x 2 with 2 KiB boxes; 5: 7 x 2 with 4 KiB boxes; 6: as 5 with longer chunks; 7: 4 x 3 with 4 KiB boxes and
-  // longer chunks. Other head dims ignore it.
+  // longer chunks. Shallow bulk-copy pipelines, 4 KiB boxes, at most 16 KiB x warps x stages in flight per SM, so that
+  // the kernel asks the memory system for no more than its share beside a GEMM: 9: 2 x 2, 10: 3 x 2, 11: 4 x 2,
+  // 12: 7 x 1. Other head dims ignore it.
   int variant = 0;
   decode_l2_policy l2_policy = decode_l2_policy::automatic;
 };
+
+// Variants 0 .. num_decode_attention_variants - 1 exist for head_dim 128.
+inline constexpr int num_decode_attention_variants = 13;
 
 // Bytes of workspace decode_attention needs for these sizes (any SM budget).
 size_t decode_attention_workspace_bytes(int num_seqs, int num_q_heads, int head_dim, int max_context_len);
