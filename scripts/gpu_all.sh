@@ -4,7 +4,9 @@
 # `nanoflow tune` on Llama-3-8B and on the porting shapes (tune_check.sh), and the pipeline ablation (ablation.sh). Run from the repository root. After each stage everything written so far is
 # packed into OUT_DIR/logs.tgz, so a run cut short still returns what it finished.
 # Usage: scripts/gpu_all.sh OUT_DIR BUNDLE   (BUNDLE: a folder from bundle_libs.sh, or the .tar.xz it packs)
-#   STAGES (default "tests kernels overlap tune port ablation"): which stages, in this order ("profile" is extra);
+#   STAGES (default "tests kernels overlap tune port ablation"): which stages, in this order ("profile" and "power"
+#   are extra: "power" samples clocks and power with nvidia-smi while bench_overlap --hold runs GEMMs alone, decode
+#   attention alone and both together, 6 s each);
 #   KERNELS ("prefill decode"): the bench_kernels groups of the kernels stage;
 #   PROFILE_SCHEDULES ("sequential overlap"), PROFILE_PROMPTS (1000): the profile stage's `--profile-ops` runs at
 #   fixed 1024/512 (enough prompts to reach the steady state of ~680 decodes per full step);
@@ -52,6 +54,17 @@ for stage in ${STAGES:-tests kernels overlap tune port ablation}; do
       timeout 180 "$bundle/bin/bench/bench_overlap" --json "$logs/overlap.json" > "$logs/overlap.log" 2>&1
       echo "-- bench_overlap: rc=$?"
       cat "$logs/overlap.log" ;;
+    power)
+      nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,power.limit,temperature.gpu \
+        --format=csv,noheader -lms 200 > "$logs/power_smi.csv" 2>&1 &
+      monitor=$!
+      sleep 1
+      timeout 60 "$bundle/bin/bench/bench_overlap" --hold 6 > "$logs/power_phases.log" 2>&1
+      echo "-- bench_overlap --hold: rc=$?"
+      sleep 1
+      kill "$monitor" 2>/dev/null
+      cat "$logs/power_phases.log"
+      awk 'NR % 5 == 0' "$logs/power_smi.csv" ;;
     profile)
       for schedule in ${PROFILE_SCHEDULES:-sequential overlap}; do
         label=$(basename "$schedule" .json)
