@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "bench_common.cuh"
+#include "decode_batch.cuh"
 #include "kernels/cuda/decode_attention.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/prefill_attention.h"
@@ -74,43 +75,8 @@ void report(const result& r) {
 // Decode attention at the Llama-3-8B shape: 32 query heads, 8 KV heads, head_dim 128, block 16.
 void bench_decode(int num_seqs, int context_len, int num_sms, double copy_tbps, double read_tbps_at_budget,
                   int variant = 0, bool scattered = true) {
-  constexpr int num_q_heads = 32, num_kv_heads = 8, head_dim = 128, block_size = 16;
-  const int blocks_per_seq = (context_len + block_size - 1) / block_size;
-  const int64_t num_blocks = static_cast<int64_t>(num_seqs) * blocks_per_seq + 1;
-  const size_t block_elems = 2ull * num_kv_heads * block_size * head_dim;
-  device_memory cache(num_blocks * block_elems * sizeof(bf16));
-  fill(cache.as<bf16>(), num_blocks * block_elems, 7, 1.0f);
-  std::vector<int32_t> physical(num_blocks - 1);
-  std::iota(physical.begin(), physical.end(), 1);
-  std::mt19937 rng(42);
-  if (scattered) std::shuffle(physical.begin(), physical.end(), rng);  // as after many allocations and frees
-  device_memory tables(physical.size() * sizeof(int32_t));
-  CHECK_CUDA(cudaMemcpy(tables.ptr, physical.data(), physical.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
-  std::vector<int32_t> lens(num_seqs, context_len);
-  device_memory d_lens(lens.size() * sizeof(int32_t));
-  CHECK_CUDA(cudaMemcpy(d_lens.ptr, lens.data(), lens.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
-  const size_t q_elems = static_cast<size_t>(num_seqs) * num_q_heads * head_dim;
-  device_memory q(q_elems * sizeof(bf16)), out(q_elems * sizeof(bf16));
-  fill(q.as<bf16>(), q_elems, 3, 1.0f);
-  const size_t ws_bytes = nf::kernels::decode_attention_workspace_bytes(num_seqs, num_q_heads, head_dim, context_len);
-  device_memory ws(ws_bytes);
-
-  nf::kernels::decode_attention_args a;
-  a.q = q.as<bf16>();
-  a.kv_cache = cache.as<bf16>();
-  a.block_tables = tables.as<int32_t>();
-  a.context_lens = d_lens.as<int32_t>();
-  a.out = out.as<bf16>();
-  a.workspace = ws.as<float>();
-  a.workspace_bytes = ws_bytes;
-  a.num_seqs = num_seqs;
-  a.num_q_heads = num_q_heads;
-  a.num_kv_heads = num_kv_heads;
-  a.head_dim = head_dim;
-  a.block_size = block_size;
-  a.max_blocks_per_seq = blocks_per_seq;
-  a.max_context_len = context_len;
-  a.scale = 0.08838834764831845f;
+  nf::bench::decode_batch batch(std::vector<int32_t>(num_seqs, context_len), scattered);
+  nf::kernels::decode_attention_args& a = batch.args;
   a.num_sms = num_sms;
   a.variant = variant;
   if (const cudaError_t err = nf::kernels::decode_attention(a, nullptr); err != cudaSuccess) {
@@ -119,8 +85,8 @@ void bench_decode(int num_seqs, int context_len, int num_sms, double copy_tbps, 
   }
   const double ms = time_ms([&] { CHECK_CUDA(nf::kernels::decode_attention(a, nullptr)); }, 20);
   // Bytes that must move: every K and V element once, plus the queries and outputs.
-  const double kv_bytes = static_cast<double>(num_seqs) * context_len * num_kv_heads * head_dim * 2 * sizeof(bf16);
-  const double bytes = kv_bytes + 2.0 * q_elems * sizeof(bf16);
+  const double kv_bytes = batch.kv_bytes;
+  const double bytes = kv_bytes + 2.0 * batch.q_elems * sizeof(bf16);
   char config[128];
   static const char* const variants[] = {"default",      "7x4",          "4x6",            "9x3",           "tma 7x2 2KiB",
                                          "tma 7x2 4KiB", "tma 7x2 4KiB L", "tma 4x3 4KiB L", "14x2",

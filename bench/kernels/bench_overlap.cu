@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "bench_common.cuh"
+#include "decode_batch.cuh"
 #include "kernels/cuda/decode_attention.h"
 #include "kernels/cuda/gemm.h"
 
@@ -34,7 +35,6 @@ using nf::bench::device_memory;
 using nf::bench::fill;
 
 constexpr int hidden = 4096, intermediate = 14336, qkv_width = 6144;
-constexpr int num_q_heads = 32, num_kv_heads = 8, head_dim = 128, block_size = 16;
 
 // One layer's weights and activations for up to `max_rows` rows.
 struct layer_gemms {
@@ -71,65 +71,18 @@ struct layer_gemms {
   }
 };
 
-// Decode attention over `num_seqs` sequences with contexts spread evenly over [min_context, 2 * min_context), blocks
-// scattered over the cache.
-struct decode_batch {
-  int num_seqs, max_context;
-  double kv_bytes = 0.0;
-  std::unique_ptr<device_memory> cache, tables, lens, q, out, workspace;
-  nf::kernels::decode_attention_args args;
-  decode_batch(int seqs, int min_context) : num_seqs(seqs), max_context(2 * min_context - 1) {
-    const int max_blocks = (max_context + block_size - 1) / block_size;
-    std::vector<int32_t> contexts(seqs);  // [seqs]
-    int64_t total_blocks = 0;
-    for (int i = 0; i < seqs; ++i) {
-      contexts[i] = min_context + static_cast<int>(int64_t(i) * min_context / seqs);
-      total_blocks += (contexts[i] + block_size - 1) / block_size;
-      kv_bytes += double(contexts[i]) * num_kv_heads * head_dim * 2 * sizeof(bf16);
-    }
-    const size_t block_elems = 2ull * num_kv_heads * block_size * head_dim;
-    cache = std::make_unique<device_memory>((total_blocks + 1) * block_elems * sizeof(bf16));
-    fill(cache->as<bf16>(), (total_blocks + 1) * block_elems, 7, 1.0f);
-    std::vector<int32_t> physical(total_blocks);
-    std::iota(physical.begin(), physical.end(), 1);
-    std::mt19937 rng(42);
-    std::shuffle(physical.begin(), physical.end(), rng);
-    std::vector<int32_t> table(size_t(seqs) * max_blocks, 0);  // [seqs, max_blocks]
-    size_t next = 0;
-    for (int i = 0; i < seqs; ++i)
-      for (int b = 0; b < (contexts[i] + block_size - 1) / block_size; ++b) table[size_t(i) * max_blocks + b] = physical[next++];
-    tables = std::make_unique<device_memory>(table.size() * sizeof(int32_t));
-    NF_BENCH_CHECK(cudaMemcpy(tables->ptr, table.data(), table.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
-    lens = std::make_unique<device_memory>(contexts.size() * sizeof(int32_t));
-    NF_BENCH_CHECK(cudaMemcpy(lens->ptr, contexts.data(), contexts.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
-    const size_t q_elems = size_t(seqs) * num_q_heads * head_dim;
-    q = std::make_unique<device_memory>(q_elems * sizeof(bf16));
-    out = std::make_unique<device_memory>(q_elems * sizeof(bf16));
-    fill(q->as<bf16>(), q_elems, 3, 1.0f);
-    const size_t ws_bytes = nf::kernels::decode_attention_workspace_bytes(seqs, num_q_heads, head_dim, max_context);
-    workspace = std::make_unique<device_memory>(ws_bytes);
-    args.q = q->as<bf16>();
-    args.kv_cache = cache->as<bf16>();
-    args.block_tables = tables->as<int32_t>();
-    args.context_lens = lens->as<int32_t>();
-    args.out = out->as<bf16>();
-    args.workspace = workspace->as<float>();
-    args.workspace_bytes = ws_bytes;
-    args.num_seqs = seqs;
-    args.num_q_heads = num_q_heads;
-    args.num_kv_heads = num_kv_heads;
-    args.head_dim = head_dim;
-    args.block_size = block_size;
-    args.max_blocks_per_seq = max_blocks;
-    args.max_context_len = max_context;
-    args.scale = 0.08838834764831845f;
-  }
-  void enqueue(int num_sms, bool evict_first, cudaStream_t stream) {
-    args.num_sms = num_sms;
-    args.l2_policy = evict_first ? nf::kernels::decode_l2_policy::evict_first : nf::kernels::decode_l2_policy::normal;
-    NF_BENCH_CHECK(nf::kernels::decode_attention(args, stream));
-  }
-};
+// Contexts spread evenly over [min_context, 2 * min_context), as the running requests of fixed 1024/512.
+std::vector<int32_t> spread_contexts(int num_seqs, int min_context) {
+  std::vector<int32_t> contexts(num_seqs);  // [num_seqs]
+  for (int i = 0; i < num_seqs; ++i) contexts[i] = min_context + static_cast<int>(int64_t(i) * min_context / num_seqs);
+  return contexts;
+}
+
+void enqueue_decode(nf::bench::decode_batch& decode, int num_sms, bool evict_first, cudaStream_t stream) {
+  decode.args.num_sms = num_sms;
+  decode.args.l2_policy = evict_first ? nf::kernels::decode_l2_policy::evict_first : nf::kernels::decode_l2_policy::normal;
+  NF_BENCH_CHECK(nf::kernels::decode_attention(decode.args, stream));
+}
 
 // Median over 7 runs (after 2 warm-ups) of the time from a fork on stream a to the join of streams a and b.
 double time_fork_join(const std::function<void(cudaStream_t, cudaStream_t)>& enqueue, cudaStream_t a, cudaStream_t b) {
@@ -185,7 +138,7 @@ int main(int argc, char** argv) {
   const int sms = nf::bench::num_device_sms();
   const int prefill_rows = gemm_rows - decode_seqs;
   layer_gemms gemms(gemm_rows);
-  decode_batch decode(decode_seqs, min_context);
+  nf::bench::decode_batch decode(spread_contexts(decode_seqs, min_context), true);
   int low = 0, high = 0;
   NF_BENCH_CHECK(cudaDeviceGetStreamPriorityRange(&low, &high));
   cudaStream_t a, b;
@@ -209,7 +162,7 @@ int main(int argc, char** argv) {
       int rounds = 0;
       while (std::chrono::duration<double>(std::chrono::system_clock::now() - start).count() < hold_seconds) {
         time_fork_join([&](cudaStream_t sa, cudaStream_t sb) {
-          for (int l = 0; l < layers && with_attention; ++l) decode.enqueue(56, true, sb);
+          for (int l = 0; l < layers && with_attention; ++l) enqueue_decode(decode, 56, true, sb);
           for (int l = 0; l < layers && with_gemms; ++l) gemms.enqueue(runner_a, 0, prefill_rows, 0, sa);
         }, a, b);
         ++rounds;
@@ -237,7 +190,7 @@ int main(int argc, char** argv) {
   };
   const auto attention_alone = [&](int num_sms, bool evict_first) {
     return per_layer(time_fork_join([&](cudaStream_t, cudaStream_t s) {
-      for (int l = 0; l < layers; ++l) decode.enqueue(num_sms, evict_first, s);
+      for (int l = 0; l < layers; ++l) enqueue_decode(decode, num_sms, evict_first, s);
     }, a, b));
   };
 
@@ -269,7 +222,7 @@ int main(int argc, char** argv) {
         const double attention = attention_alone(attention_sms, evict_first);
         // Measure the side whose work is longer as the whole span: both streams hold `layers` layers.
         const double both = per_layer(time_fork_join([&](cudaStream_t sa, cudaStream_t sb) {
-          for (int l = 0; l < layers; ++l) decode.enqueue(attention_sms, evict_first, sb);
+          for (int l = 0; l < layers; ++l) enqueue_decode(decode, attention_sms, evict_first, sb);
           for (int l = 0; l < layers; ++l) gemms.enqueue(runner_a, 0, prefill_rows, target, sa);
         }, a, b));
         const double overlapped = both + gemm_decode_rows;
@@ -300,7 +253,7 @@ int main(int argc, char** argv) {
           if (gemm_first && variant >= 9) continue;
           const double both = per_layer(time_fork_join([&](cudaStream_t sa, cudaStream_t sb) {
             if (gemm_first) gemms.enqueue(runner_a, 0, prefill_rows, target, sa);
-            for (int l = 0; l < layers; ++l) decode.enqueue(attention_sms, true, sb);
+            for (int l = 0; l < layers; ++l) enqueue_decode(decode, attention_sms, true, sb);
             for (int l = gemm_first ? 1 : 0; l < layers; ++l) gemms.enqueue(runner_a, 0, prefill_rows, target, sa);
           }, a, b));
           const double overlapped = both + gemm_decode_rows;
