@@ -8,7 +8,7 @@
 #   WORKLOADS   (default "fixed splitwise_conv lmsys sharegpt"): "fixed" is --input-len 1024 --output-len 512
 #   NUM_PROMPTS (default 2000), BENCH_TIMEOUT (seconds per run, default 300), EXTRA_ARGS (added to every run),
 #   PROFILE_SCHEDULES (schedules also run once with --profile-ops on the fixed workload, PROFILE_PROMPTS prompts,
-#   default 1000: enough to reach the steady state of ~680 decodes per full step).
+#   default 1000: enough to reach the steady state of ~540 decodes per full step).
 set -uo pipefail
 out=${1:?usage: ablation.sh OUT_DIR [BUNDLE_DIR]}
 here="$(cd "$(dirname "$0")" && pwd)"

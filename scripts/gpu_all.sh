@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU stage of the project in one bounded run, for a GPU machine reached by copying files: the gpu tests
 # and references (gpu_check.sh), the kernel benchmarks, the overlap probe (bench_overlap), profiled engine runs,
-# `nanoflow tune` on Llama-3-8B and on the porting shapes (tune_check.sh), and the pipeline ablation (ablation.sh). Run from the repository root. After each stage everything written so far is
+# `nanoflow tune` on Llama-3-8B and on the porting shapes (tune_check.sh), and the pipeline ablation (ablation.sh).
+# Run from the repository root. After each stage everything written so far is
 # packed into OUT_DIR/logs.tgz, so a run cut short still returns what it finished.
 # Usage: scripts/gpu_all.sh OUT_DIR BUNDLE   (BUNDLE: a folder from bundle_libs.sh, or the .tar.xz it packs)
 #   STAGES (default "tests kernels overlap tune port ablation"): which stages, in this order ("profile" and "power"
@@ -9,7 +10,7 @@
 #   attention alone and both together, 6 s each);
 #   KERNELS ("prefill decode"): the bench_kernels groups of the kernels stage;
 #   PROFILE_SCHEDULES ("sequential overlap"), PROFILE_PROMPTS (1000): the profile stage's `--profile-ops` runs at
-#   fixed 1024/512 (enough prompts to reach the steady state of ~680 decodes per full step);
+#   fixed 1024/512 (enough prompts to reach the steady state of ~540 decodes per full step);
 #   COMPARE ("overlap-front"): schedules the tune stage benchmarks beside the tuned and the sequential one;
 #   NUM_PROMPTS (1000): prompts of the tune and ablation runs; PORT_PROMPTS (300): of the porting runs;
 #   PORT_MODELS (default "llama2-7b mistral-7b qwen2-7b"): folders of configs/models;

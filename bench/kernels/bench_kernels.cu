@@ -29,8 +29,6 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-#define CHECK_CUDA(expr) NF_BENCH_CHECK(expr)
-
 using nf::bench::device_memory;
 using nf::bench::fill;
 using nf::bench::num_device_sms;
@@ -83,7 +81,7 @@ void bench_decode(int num_seqs, int context_len, int num_sms, double copy_tbps, 
     std::printf("decode_attention variant %d: %s, skipped\n", variant, cudaGetErrorString(err));
     return;
   }
-  const double ms = time_ms([&] { CHECK_CUDA(nf::kernels::decode_attention(a, nullptr)); }, 20);
+  const double ms = time_ms([&] { NF_BENCH_CHECK(nf::kernels::decode_attention(a, nullptr)); }, 20);
   // Bytes that must move: every K and V element once, plus the queries and outputs.
   const double kv_bytes = batch.kv_bytes;
   const double bytes = kv_bytes + 2.0 * batch.q_elems * sizeof(bf16);
@@ -111,12 +109,12 @@ void bench_prefill(int num_tokens, int num_sms, double gemm_tflops, int variant 
   std::mt19937 rng(5);
   std::shuffle(table.begin(), table.end(), rng);
   device_memory d_table(table.size() * sizeof(int32_t));
-  CHECK_CUDA(cudaMemcpy(d_table.ptr, table.data(), table.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+  NF_BENCH_CHECK(cudaMemcpy(d_table.ptr, table.data(), table.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
   const int32_t zero = 0;
   device_memory d_start(4), d_nq(4), d_len(4);
-  CHECK_CUDA(cudaMemcpy(d_start.ptr, &zero, 4, cudaMemcpyHostToDevice));
-  CHECK_CUDA(cudaMemcpy(d_nq.ptr, &num_tokens, 4, cudaMemcpyHostToDevice));
-  CHECK_CUDA(cudaMemcpy(d_len.ptr, &num_tokens, 4, cudaMemcpyHostToDevice));
+  NF_BENCH_CHECK(cudaMemcpy(d_start.ptr, &zero, 4, cudaMemcpyHostToDevice));
+  NF_BENCH_CHECK(cudaMemcpy(d_nq.ptr, &num_tokens, 4, cudaMemcpyHostToDevice));
+  NF_BENCH_CHECK(cudaMemcpy(d_len.ptr, &num_tokens, 4, cudaMemcpyHostToDevice));
   const size_t q_elems = static_cast<size_t>(num_tokens) * num_q_heads * head_dim;
   device_memory q(q_elems * sizeof(bf16)), out(q_elems * sizeof(bf16));
   fill(q.as<bf16>(), q_elems, 13, 1.0f);
@@ -139,7 +137,7 @@ void bench_prefill(int num_tokens, int num_sms, double gemm_tflops, int variant 
   a.scale = 0.08838834764831845f;
   a.num_sms = num_sms;
   a.variant = variant;
-  const double ms = time_ms([&] { CHECK_CUDA(nf::kernels::prefill_attention(a, nullptr)); }, 20);
+  const double ms = time_ms([&] { NF_BENCH_CHECK(nf::kernels::prefill_attention(a, nullptr)); }, 20);
   // Causal: query i attends to i + 1 keys; 2 FLOPs per multiply-add, in Q K^T and in P V.
   const double flops = 4.0 * head_dim * num_q_heads * (static_cast<double>(num_tokens) * (num_tokens + 1) / 2);
   char config[128];
@@ -167,7 +165,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   cudaDeviceProp prop{};
-  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  NF_BENCH_CHECK(cudaGetDeviceProperties(&prop, 0));
   const int sms = num_device_sms();
   std::printf("device: %s, %d SMs, %.1f GB\n", prop.name, sms, prop.totalGlobalMem / 1e9);
   std::printf("%-22s %-56s %12s %9s\n", "kernel", "config", "time", "rate");
@@ -186,8 +184,8 @@ int main(int argc, char** argv) {
   double copy_tbps = 0.0;
   {
     device_memory src(copy_bytes), dst(copy_bytes);
-    CHECK_CUDA(cudaMemset(src.ptr, 1, copy_bytes));
-    const double ms = time_ms([&] { CHECK_CUDA(cudaMemcpyAsync(dst.ptr, src.ptr, copy_bytes, cudaMemcpyDeviceToDevice)); }, 20);
+    NF_BENCH_CHECK(cudaMemset(src.ptr, 1, copy_bytes));
+    const double ms = time_ms([&] { NF_BENCH_CHECK(cudaMemcpyAsync(dst.ptr, src.ptr, copy_bytes, cudaMemcpyDeviceToDevice)); }, 20);
     copy_tbps = 2.0 * copy_bytes / ms / 1e9;
     report({"ceiling_copy", "cudaMemcpy d2d 2 GiB (read+write)", ms, copy_tbps, "TB/s", 0, ""});
   }
@@ -195,7 +193,7 @@ int main(int argc, char** argv) {
   double read_tbps_32 = 0.0, read_tbps_16 = 0.0, read_tbps_64 = 0.0, read_tbps_48 = 0.0, read_tbps_24 = 0.0;
   {
     device_memory src(copy_bytes), sink(4);
-    CHECK_CUDA(cudaMemset(src.ptr, 1, copy_bytes));
+    NF_BENCH_CHECK(cudaMemset(src.ptr, 1, copy_bytes));
     for (int budget : {sms, 64, 48, 32, 24, 16}) {
       const double ms = time_ms([&] {
         read_kernel<<<2 * budget, 512>>>(src.as<uint4>(), copy_bytes / 16, sink.as<uint32_t>());
@@ -237,10 +235,10 @@ int main(int argc, char** argv) {
     fill(x.as<bf16>(), size_t(m) * k, 1, 1.0f);
     fill(w.as<bf16>(), size_t(n) * k, 2, 0.05f);
     nf::kernels::gemm_runner runner;
-    CHECK_CUDA(runner.init());
+    NF_BENCH_CHECK(runner.init());
     for (int budget : {0, 100}) {
       const double ms = time_ms([&] {
-        CHECK_CUDA(runner.run(x.as<bf16>(), w.as<bf16>(), nullptr, y.as<bf16>(), m, n, k, budget, nullptr));
+        NF_BENCH_CHECK(runner.run(x.as<bf16>(), w.as<bf16>(), nullptr, y.as<bf16>(), m, n, k, budget, nullptr));
       }, 20);
       const double tflops = 2.0 * m * n * k / ms / 1e9;
       if (budget == 0) gemm_tflops = tflops;
@@ -283,16 +281,16 @@ int main(int argc, char** argv) {
       fill(wt.as<bf16>(), hidden, 5, 1.0f);
       fill(gu.as<bf16>(), size_t(tokens) * 2 * inter, 6, 1.0f);
       double ms = time_ms([&] {
-        CHECK_CUDA(nf::kernels::rmsnorm(x.as<bf16>(), wt.as<bf16>(), o.as<bf16>(), tokens, hidden, 1e-5f, 0, nullptr));
+        NF_BENCH_CHECK(nf::kernels::rmsnorm(x.as<bf16>(), wt.as<bf16>(), o.as<bf16>(), tokens, hidden, 1e-5f, 0, nullptr));
       }, 20);
       report({"rmsnorm", "16384 x 4096", ms, 2.0 * tokens * hidden * 2 / ms / 1e9, "TB/s", copy_tbps, "d2d copy"});
       ms = time_ms([&] {
-        CHECK_CUDA(nf::kernels::add_rmsnorm(res.as<bf16>(), x.as<bf16>(), wt.as<bf16>(), o.as<bf16>(), tokens, hidden,
+        NF_BENCH_CHECK(nf::kernels::add_rmsnorm(res.as<bf16>(), x.as<bf16>(), wt.as<bf16>(), o.as<bf16>(), tokens, hidden,
                                             1e-5f, 0, nullptr));
       }, 20);
       report({"add_rmsnorm", "16384 x 4096", ms, 4.0 * tokens * hidden * 2 / ms / 1e9, "TB/s", copy_tbps, "d2d copy"});
       ms = time_ms([&] {
-        CHECK_CUDA(nf::kernels::silu_and_mul(gu.as<bf16>(), act.as<bf16>(), tokens, inter, 0, nullptr));
+        NF_BENCH_CHECK(nf::kernels::silu_and_mul(gu.as<bf16>(), act.as<bf16>(), tokens, inter, 0, nullptr));
       }, 20);
       report({"silu_and_mul", "16384 x 14336", ms, 3.0 * tokens * inter * 2 / ms / 1e9, "TB/s", copy_tbps, "d2d copy"});
     }

@@ -1,6 +1,6 @@
 // Overlap probe: does decode attention beside a layer's GEMMs save time, at which SM split, and what does the
-// evict-first L2 hint on the KV copies buy? The shape is one layer of Llama-3-8B's steady-state step at fixed
-// 1024/512 (2048 tokens: ~683 decode rows at contexts 1024-1535, ~1365 prefill rows):
+// evict-first L2 hint on the KV copies buy? The shape is one layer of a steady-state step of Llama-3-8B at fixed
+// 1024/512 (2048 tokens: 683 decode rows at contexts 1024-2047, 1365 prefill rows):
 //   sequential: the GEMMs of all rows (QKV, O, gate_up, down) on all SMs, then decode attention on all SMs;
 //   overlapped: the prefill rows' GEMMs on stream A with an SM target beside decode attention on stream B with an SM
 //               budget, then the decode rows' GEMMs on all SMs.
@@ -18,8 +18,6 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <numeric>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -149,7 +147,7 @@ int main(int argc, char** argv) {
   std::printf("device: %s, %d SMs; %d layers of: GEMMs of %d rows (%d prefill + %d decode), decode attention over "
               "%d sequences at contexts %d-%d (%.2f GB of KV per layer)\n",
               prop.name, sms, layers, gemm_rows, prefill_rows, decode_seqs, decode_seqs, min_context,
-              decode.max_context, decode.kv_bytes / 1e9);
+              decode.args.max_context_len, decode.kv_bytes / 1e9);
 
   if (hold_seconds > 0.0) {
     // Phases of `hold_seconds` each for an outside monitor (nvidia-smi): the prefill rows' GEMMs alone on all SMs,

@@ -18,7 +18,6 @@ namespace nf::bench {
 
 struct decode_batch {
   static constexpr int num_q_heads = 32, num_kv_heads = 8, head_dim = 128, block_size = 16;
-  int num_seqs = 0, max_context = 0;
   double kv_bytes = 0.0;  // every K and V element of every context once
   size_t q_elems = 0;     // num_seqs * num_q_heads * head_dim
   std::unique_ptr<device_memory> cache;      // [total blocks + 1, 2, num_kv_heads, block_size, head_dim]
@@ -28,9 +27,9 @@ struct decode_batch {
   std::unique_ptr<device_memory> workspace;  // [decode_attention_workspace_bytes]
   kernels::decode_attention_args args;
 
-  decode_batch(const std::vector<int32_t>& contexts, bool scattered)
-      : num_seqs(static_cast<int>(contexts.size())),
-        max_context(contexts.empty() ? 0 : *std::max_element(contexts.begin(), contexts.end())) {
+  decode_batch(const std::vector<int32_t>& contexts, bool scattered) {
+    const int num_seqs = static_cast<int>(contexts.size());
+    const int max_context = contexts.empty() ? 0 : *std::max_element(contexts.begin(), contexts.end());
     const int max_blocks = (max_context + block_size - 1) / block_size;
     int64_t total_blocks = 0;
     for (int32_t context : contexts) {

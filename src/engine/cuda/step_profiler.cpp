@@ -2,6 +2,8 @@
 #include "engine/cuda/step_profiler.h"
 
 #include <algorithm>
+#include <map>
+#include <string>
 
 #include "engine/cuda/device_memory.h"
 
@@ -157,30 +159,21 @@ void step_profiler::report(std::FILE* out) const {
 }
 
 void step_profiler::report_step_groups(std::FILE* out, int max_tokens) const {
-  // Full steps by 128s of decodes, then partial steps with prefill, then decode-only steps.
+  // Keys in print order: full steps by 128s of decodes (0, 1, ...), then partial steps with prefill, then
+  // decode-only steps.
   constexpr int decode_bucket = 128;
+  constexpr int partial_key = 1 << 20, decode_only_key = partial_key + 1;
   struct group {
-    std::string name;
     int steps = 0;
     double decodes = 0.0, prefill_tokens = 0.0, step_ms = 0.0, decode_attention_ms = 0.0, gemm_ms = 0.0;
   };
-  std::vector<group> groups;
-  const auto group_of = [&](const std::string& name) -> group& {
-    for (group& g : groups)
-      if (g.name == name) return g;
-    groups.push_back({name});
-    return groups.back();
-  };
+  std::map<int, group> groups;
   double total_ms = 0.0;
   for (const record& r : records_) {
-    std::string name;
-    if (r.num_tokens == max_tokens) {
-      const int low = r.num_decodes / decode_bucket * decode_bucket;
-      name = "full, " + std::to_string(low) + "-" + std::to_string(low + decode_bucket - 1) + " decodes";
-    } else {
-      name = r.num_prefill_tokens > 0 ? "partial, with prefill" : "decode only";
-    }
-    group& g = group_of(name);
+    const int key = r.num_tokens == max_tokens     ? r.num_decodes / decode_bucket
+                    : r.num_prefill_tokens > 0 ? partial_key
+                                               : decode_only_key;
+    group& g = groups[key];
     const double step_ms = r.host_forward_ms + r.host_between_ms;
     ++g.steps;
     g.decodes += r.num_decodes;
@@ -191,18 +184,17 @@ void step_profiler::report_step_groups(std::FILE* out, int max_tokens) const {
       g.gemm_ms += r.op_ms[static_cast<int>(op)];
     total_ms += step_ms;
   }
-  std::stable_sort(groups.begin(), groups.end(), [](const group& a, const group& b) {
-    const bool a_full = a.name.rfind("full", 0) == 0, b_full = b.name.rfind("full", 0) == 0;
-    if (a_full != b_full) return a_full;
-    return a_full ? a.decodes / a.steps < b.decodes / b.steps : a.name > b.name;
-  });
   std::fprintf(out, "\n== where the run's time went: steps by kind (ms are means per step; decode attention and GEMMs "
                     "summed over streams) ==\n");
   std::fprintf(out, "| steps | count | decodes | prefill tokens | step ms | decode attention ms | GEMM ms | share of "
                     "time |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n");
-  for (const group& g : groups) {
+  for (const auto& [key, g] : groups) {
+    const std::string name = key == partial_key     ? "partial, with prefill"
+                             : key == decode_only_key ? "decode only"
+                                                      : "full, " + std::to_string(key * decode_bucket) + "-" +
+                                                            std::to_string((key + 1) * decode_bucket - 1) + " decodes";
     const double n = g.steps;
-    std::fprintf(out, "| %s | %d | %.1f | %.1f | %.3f | %.3f | %.3f | %.1f%% |\n", g.name.c_str(), g.steps,
+    std::fprintf(out, "| %s | %d | %.1f | %.1f | %.3f | %.3f | %.3f | %.1f%% |\n", name.c_str(), g.steps,
                  g.decodes / n, g.prefill_tokens / n, g.step_ms / n, g.decode_attention_ms / n, g.gemm_ms / n,
                  100.0 * g.step_ms / total_ms);
   }

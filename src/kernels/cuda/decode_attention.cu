@@ -309,14 +309,14 @@ __device__ __forceinline__ int2 blocks_of_pair(cursor& c, int lane, const decode
                    __shfl_sync(0xffffffffu, c.window_block, offset + 1));
 }
 
-// Issues the copies of the pair at the cursor into `stage` (lane 0), completing on `bar`. The cache is viewed as
+// Issues the copies of the pair at the cursor into `stage` (lane 0), completing on `bar`, with L2 cache policy `policy`
+// (0: the default). The cache is viewed as
 // rows of head_dim: row ((block * 2 + k_or_v) * num_kv_heads + kv_head) * block_size + token % block_size.
 template <typename cfg>
 __device__ __forceinline__ void issue_pair(cursor& c, uint32_t stage, uint32_t bar, int lane, const decode_params& p,
-                                           const CUtensorMap* map) {
+                                           const CUtensorMap* map, uint64_t policy) {
   const int2 blocks = blocks_of_pair(c, lane, p);
   if (lane == 0) {
-    const uint64_t policy = p.l2_evict_first ? l2_evict_first_policy() : 0;
     const bool two = c.tile + 1 < c.tile_end;
     const int v_rows = p.num_kv_heads * p.block_size;  // from a K tile to its V tile
     mbarrier_arrive_expect_tx(bar, (two ? 4 : 2) * cfg::tile_bytes);
@@ -363,13 +363,14 @@ __global__ void __launch_bounds__(cfg::warps_per_block * 32, 1)
   }
   __syncwarp();
 
+  const uint64_t policy = p.l2_evict_first ? l2_evict_first_policy() : 0;
   cursor producer, consumer;
   seek(producer, static_cast<int64_t>(blockIdx.x) * warps_per_block + warp, stride, p);
   consumer = producer;
 #pragma unroll
   for (int s = 0; s < stages; ++s) {
     if (producer.item < p.num_items) {
-      issue_pair<cfg>(producer, warp_smem + s * cfg::stage_bytes, warp_bars + 8 * s, lane, p, &kv_map);
+      issue_pair<cfg>(producer, warp_smem + s * cfg::stage_bytes, warp_bars + 8 * s, lane, p, &kv_map, policy);
       advance_pair(producer, stride, p);
     }
   }
@@ -514,7 +515,7 @@ __global__ void __launch_bounds__(cfg::warps_per_block * 32, 1)
       }
     }
     if (producer.item < p.num_items) {
-      issue_pair<cfg>(producer, stage_smem, warp_bars + 8 * stage, lane, p, &kv_map);
+      issue_pair<cfg>(producer, stage_smem, warp_bars + 8 * stage, lane, p, &kv_map, policy);
       advance_pair(producer, stride, p);
     }
     advance_pair(consumer, stride, p);
