@@ -2,6 +2,7 @@
 #include "pipeline/pipeline_spec.h"
 
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -76,6 +77,12 @@ pipeline_spec parse_pipeline_spec(const json& doc) {
     if (mode != "derived" && mode != "explicit")
       fail("spec: \"dependencies\" must be \"derived\" or \"explicit\", not \"{}\"", mode);
     spec.derive_dependencies = mode == "derived";
+  }
+  if (doc.contains("min_decode_rows")) {
+    if (!doc["min_decode_rows"].is_number_integer() || doc["min_decode_rows"].get<long long>() < 0 ||
+        doc["min_decode_rows"].get<long long>() > std::numeric_limits<int>::max())
+      fail("spec: \"min_decode_rows\" must be a non-negative integer");
+    spec.min_decode_rows = doc["min_decode_rows"].get<int>();
   }
   if (doc.contains("streams")) {
     if (!doc["streams"].is_array()) fail("spec: \"streams\" must be an array of names");
@@ -172,6 +179,7 @@ json to_json(const pipeline_spec& spec) {
   doc["name"] = spec.name;
   if (!spec.description.empty()) doc["description"] = spec.description;
   doc["dependencies"] = spec.derive_dependencies ? "derived" : "explicit";
+  if (spec.min_decode_rows > 0) doc["min_decode_rows"] = spec.min_decode_rows;
   doc["streams"] = spec.streams;
   json ops = json::array();
   for (const nano_op_spec& op : spec.nano_ops) {
@@ -228,6 +236,10 @@ pipeline_spec sequential_spec(const op_graph& graph) {
     spec.nano_ops.push_back(op);
   }
   return spec;
+}
+
+const pipeline_spec& spec_for_step(const pipeline_spec& spec, const pipeline_spec& sequential, int num_decode) {
+  return num_decode < spec.min_decode_rows ? sequential : spec;
 }
 
 std::string_view to_string(range_frame frame) {

@@ -144,6 +144,9 @@ TEST(cuda_pipeline, shipped_and_random_specs_match_the_sequential_schedule) {
     std::vector<pipeline_spec> specs = {test::config_spec("nanobatch"), test::config_spec("overlap"),
                                        test::config_spec("overlap-split-decode"), test::config_spec("overlap-halves")};
     for (int i = 0; i < 6; ++i) specs.push_back(test::random_spec(rng, i));
+    pipeline_spec switching = test::config_spec("overlap-a56");  // steps with a few decodes run sequentially
+    switching.min_decode_rows = 3;
+    specs.push_back(switching);
     for (const pipeline_spec& spec : specs) {
       const double error = worst_relative_error(run_steps(m, spec), sequential);
       EXPECT_LT(error, schedule_tolerance) << m.name << ", spec " << to_json(spec).dump();

@@ -179,6 +179,10 @@ TEST(cpu_executor, three_specs_give_the_same_greedy_tokens_through_the_engine) {
     EXPECT_EQ(engine_tokens(model, test::config_spec("overlap-halves")), sequential) << model;
     EXPECT_EQ(engine_tokens(model, test::config_spec("overlap")), sequential) << model;
     EXPECT_EQ(engine_tokens(model, test::config_spec("overlap-split-decode")), sequential) << model;
+    // Steps below the threshold run the sequential spec, the others the overlap: the mix agrees too.
+    pipeline_spec switching = test::config_spec("overlap-halves");
+    switching.min_decode_rows = 3;
+    EXPECT_EQ(engine_tokens(model, switching), sequential) << model;
   }
 }
 

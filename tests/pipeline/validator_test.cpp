@@ -174,6 +174,21 @@ TEST(validator, missing_dependency_in_an_explicit_spec) {
   EXPECT_EQ(problems_of(with_ops(ops, {{"dependencies", "explicit"}, {"edges", edges}})), "");
 }
 
+TEST(validator, min_decode_rows_round_trips_and_picks_the_spec_of_a_step) {
+  json doc = to_json(test::config_spec("overlap-halves"));
+  doc["min_decode_rows"] = 384;
+  const pipeline_spec spec = parse_pipeline_spec(doc);
+  EXPECT_EQ(spec.min_decode_rows, 384);
+  EXPECT_EQ(to_json(parse_pipeline_spec(to_json(spec))), to_json(spec));
+  const pipeline_spec sequential = sequential_spec(llama_op_graph());
+  EXPECT_EQ(&spec_for_step(spec, sequential, 0), &sequential);
+  EXPECT_EQ(&spec_for_step(spec, sequential, 383), &sequential);
+  EXPECT_EQ(&spec_for_step(spec, sequential, 384), &spec);
+  const pipeline_spec always = test::config_spec("overlap-halves");
+  EXPECT_EQ(always.min_decode_rows, 0);
+  EXPECT_EQ(&spec_for_step(always, sequential, 0), &always);
+}
+
 TEST(validator, spec_parse_errors_name_the_field) {
   EXPECT_EQ(error_of([] { test::spec_from(R"({"nano_ops": []})"); }), "spec: missing \"name\"");
   EXPECT_EQ(error_of([] { test::spec_from(R"({"name": "x", "nano_ops": [{"op": "o_gemm", "nano_batch": "nb9"}]})"); }),
@@ -186,6 +201,10 @@ TEST(validator, spec_parse_errors_name_the_field) {
             "nano_ops[0]: \"o_gemm\" has several nano-ops; give this one a \"name\" or a \"nano_batch\"");
   EXPECT_EQ(error_of([] { test::spec_from(R"({"name": "x", "dependencies": "magic", "nano_ops": []})"); }),
             "spec: \"dependencies\" must be \"derived\" or \"explicit\", not \"magic\"");
+  for (const char* bad : {"-1", "1.5", "\"many\"", "4294967296"})
+    EXPECT_EQ(error_of([bad] { test::spec_from(std::string(R"({"name": "x", "min_decode_rows": )") + bad + R"(, "nano_ops": []})"); }),
+              "spec: \"min_decode_rows\" must be a non-negative integer")
+        << bad;
 }
 
 TEST(validator, loader_errors_name_the_file) {
