@@ -7,6 +7,9 @@
 // Each measurement runs `--layers` such layers back to back (the median of 7 runs). Prints a table and JSON; never
 // passes or fails. Usage: bench_overlap [--decode-seqs N] [--gemm-rows N] [--layers N] [--json PATH]
 // [--hold SECONDS] (only three phases of that length, GEMMs / attention / both, for a clock and power monitor)
+// The last table runs the pair on CUDA green contexts (a hard SM partition: the attention's SMs and the rest), to
+// tell interference through shared SMs and the block scheduler from interference through the memory system.
+#include <cuda.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -107,6 +110,52 @@ double time_fork_join(const std::function<void(cudaStream_t, cudaStream_t)>& enq
   std::sort(times.begin(), times.end());
   return times[times.size() / 2];
 }
+
+// Two streams on a hard split of the device's SMs (green contexts): `attention` on `attention_sms` SMs, `rest` on the
+// others. Fails (ok = false, with the driver's message) where the driver or device does not support it.
+struct green_partition {
+  CUgreenCtx attention_ctx = nullptr, rest_ctx = nullptr;
+  CUstream attention = nullptr, rest = nullptr;
+  int attention_sms = 0, rest_sms = 0;
+  bool ok = false;
+  std::string error;
+
+  green_partition(int requested_sms, int priority) {
+    const auto check = [this](CUresult r, const char* what) {
+      if (r == CUDA_SUCCESS) return true;
+      const char* message = nullptr;
+      cuGetErrorString(r, &message);
+      error = std::string(what) + ": " + (message ? message : "unknown error");
+      return false;
+    };
+    CUdevice device;
+    CUdevResource all, groups[1], remaining;
+    CUdevResourceDesc attention_desc, rest_desc;
+    unsigned int num_groups = 1;
+    if (!check(cuInit(0), "cuInit") || !check(cuDeviceGet(&device, 0), "cuDeviceGet") ||
+        !check(cuDeviceGetDevResource(device, &all, CU_DEV_RESOURCE_TYPE_SM), "cuDeviceGetDevResource") ||
+        !check(cuDevSmResourceSplitByCount(groups, &num_groups, &all, &remaining, 0, requested_sms),
+               "cuDevSmResourceSplitByCount") ||
+        !check(cuDevResourceGenerateDesc(&attention_desc, groups, 1), "cuDevResourceGenerateDesc") ||
+        !check(cuDevResourceGenerateDesc(&rest_desc, &remaining, 1), "cuDevResourceGenerateDesc") ||
+        !check(cuGreenCtxCreate(&attention_ctx, attention_desc, device, CU_GREEN_CTX_DEFAULT_STREAM), "cuGreenCtxCreate") ||
+        !check(cuGreenCtxCreate(&rest_ctx, rest_desc, device, CU_GREEN_CTX_DEFAULT_STREAM), "cuGreenCtxCreate") ||
+        !check(cuGreenCtxStreamCreate(&attention, attention_ctx, CU_STREAM_NON_BLOCKING, priority), "cuGreenCtxStreamCreate") ||
+        !check(cuGreenCtxStreamCreate(&rest, rest_ctx, CU_STREAM_NON_BLOCKING, 0), "cuGreenCtxStreamCreate"))
+      return;
+    attention_sms = static_cast<int>(groups[0].sm.smCount);
+    rest_sms = static_cast<int>(remaining.sm.smCount);
+    ok = true;
+  }
+  ~green_partition() {
+    if (attention) cuStreamDestroy(attention);
+    if (rest) cuStreamDestroy(rest);
+    if (attention_ctx) cuGreenCtxDestroy(attention_ctx);
+    if (rest_ctx) cuGreenCtxDestroy(rest_ctx);
+  }
+  green_partition(const green_partition&) = delete;
+  green_partition& operator=(const green_partition&) = delete;
+};
 
 }  // namespace
 
@@ -268,6 +317,44 @@ int main(int argc, char** argv) {
     }
   }
   decode.args.variant = 0;
+  if (!json_path.empty()) std::ofstream(json_path) << j.dump(2) << "\n";
+
+  // The same pair on a hard partition: the attention's kernels can only run on its green context's SMs and the
+  // GEMMs' only on the others, so neither waits for the other's blocks to leave an SM.
+  std::printf("\n| green partition (attention + rest SMs) | attention pipeline | GEMMs alone on rest | attention alone | "
+              "both together | overlapped layer | vs sequential |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+  for (int attention_sms : {48, 56, 64, 72}) {
+    green_partition green(attention_sms, high);
+    if (!green.ok) {
+      std::printf("green contexts unavailable: %s\n", green.error.c_str());
+      j["green_error"] = green.error;
+      break;
+    }
+    const auto sa = reinterpret_cast<cudaStream_t>(green.rest);
+    const auto sb = reinterpret_cast<cudaStream_t>(green.attention);
+    const double gemm_rest = per_layer(time_fork_join([&](cudaStream_t s, cudaStream_t) {
+      for (int l = 0; l < layers; ++l) gemms.enqueue(runner_a, 0, prefill_rows, green.rest_sms, s);
+    }, sa, sb));
+    for (int variant : {0, 8, 10, 11}) {
+      decode.args.variant = variant;
+      const double attention = per_layer(time_fork_join([&](cudaStream_t, cudaStream_t s) {
+        for (int l = 0; l < layers; ++l) enqueue_decode(decode, green.attention_sms, true, s);
+      }, sa, sb));
+      const double both = per_layer(time_fork_join([&](cudaStream_t ga, cudaStream_t gb) {
+        for (int l = 0; l < layers; ++l) enqueue_decode(decode, green.attention_sms, true, gb);
+        for (int l = 0; l < layers; ++l) gemms.enqueue(runner_a, 0, prefill_rows, green.rest_sms, ga);
+      }, sa, sb));
+      const double overlapped = both + gemm_decode_rows;
+      std::printf("| %d + %d | %d | %.3f ms | %.3f ms | %.3f ms | %.3f ms | %.3fx |\n", green.attention_sms,
+                  green.rest_sms, variant, gemm_rest, attention, both, overlapped, sequential / overlapped);
+      std::fflush(stdout);
+      j["green"].push_back({{"attention_sms", green.attention_sms}, {"rest_sms", green.rest_sms}, {"variant", variant},
+                            {"gemm_alone_ms", gemm_rest}, {"attention_alone_ms", attention}, {"both_ms", both},
+                            {"overlapped_layer_ms", overlapped}, {"gain_vs_sequential", sequential / overlapped}});
+    }
+    decode.args.variant = 0;
+    NF_BENCH_CHECK(cudaDeviceSynchronize());
+  }
   if (!json_path.empty()) std::ofstream(json_path) << j.dump(2) << "\n";
   cudaStreamDestroy(a);
   cudaStreamDestroy(b);
