@@ -149,28 +149,56 @@ std::string device_name() {
 #endif
 }
 
-// Times the candidates on a fresh backend with dummy weights at the workload's step; returns the chosen index.
-size_t measure_candidates(const tune_cli_options& o, std::vector<timed_spec>& specs) {
+// A backend with dummy weights that times whole steps of a spec at a step mix (the median of --measure-repeats).
+std::unique_ptr<backend> timing_backend(const tune_cli_options& o) {
   model_options m = o.model;
   m.backend = o.measure_backend;
   m.load_format = "dummy";
   m.schedule = "sequential";
-  const std::unique_ptr<backend> model = load_backend(m);
+  return load_backend(m);
+}
+
+double step_us(const tune_cli_options& o, backend& model, const pipeline_spec& spec, int num_decode, int num_prefill) {
   synthetic_step_shape shape;
-  shape.num_decode = o.decode_rows;
-  shape.num_prefill = o.prefill_rows;
+  shape.num_decode = num_decode;
+  shape.num_prefill = num_prefill;
   shape.mean_decode_context = o.mean_context;
-  const model_batch batch = synthetic_step_batch(shape, model->block_size(), model->num_kv_blocks(),
-                                                 model->config().max_position_embeddings, model->config().vocab_size, 1);
+  const model_batch batch = synthetic_step_batch(shape, model.block_size(), model.num_kv_blocks(),
+                                                 model.config().max_position_embeddings, model.config().vocab_size, 1);
+  model.set_schedule(spec);
+  return 1e3 * median_step_ms(model, batch, std::min(3, o.measure_repeats), o.measure_repeats);
+}
+
+// Times the candidates at the workload's step; returns the chosen index.
+size_t measure_candidates(const tune_cli_options& o, backend& model, std::vector<timed_spec>& specs) {
   std::fprintf(stderr, "timing %zu specs on the %s backend: %d decode rows (contexts %.0f to %.0f) + %d prefill rows, "
                "median of %d steps each\n",
-               specs.size(), model->name().c_str(), o.decode_rows, 0.5 * o.mean_context, 1.5 * o.mean_context,
+               specs.size(), model.name().c_str(), o.decode_rows, 0.5 * o.mean_context, 1.5 * o.mean_context,
                o.prefill_rows, o.measure_repeats);
   const step_timer timer = [&](const pipeline_spec& spec) {
-    model->set_schedule(spec);
-    return 1e3 * median_step_ms(*model, batch, std::min(3, o.measure_repeats), o.measure_repeats);
+    return step_us(o, model, spec, o.decode_rows, o.prefill_rows);
   };
   return time_and_choose(specs, timer, stdout);
+}
+
+// The chosen split and the sequential spec timed at fewer decode rows (the step's other rows prefill, so the
+// token count stays the workload's), plus the workload point itself: where the split stops paying.
+std::vector<decode_point> measure_decode_ladder(const tune_cli_options& o, backend& model, const pipeline_spec& spec,
+                                                double spec_us, double sequential_us) {
+  const pipeline_spec sequential = sequential_spec(llama_op_graph());
+  std::vector<decode_point> points;
+  for (int d : decode_ladder(o.decode_rows)) {
+    decode_point p;
+    p.num_decode = d;
+    p.num_prefill = o.decode_rows + o.prefill_rows - d;
+    p.spec_us = step_us(o, model, spec, p.num_decode, p.num_prefill);
+    p.sequential_us = step_us(o, model, sequential, p.num_decode, p.num_prefill);
+    std::printf("decode ladder: %d decode + %d prefill rows: chosen spec %.3f ms, sequential %.3f ms (%.3fx)\n",
+                p.num_decode, p.num_prefill, p.spec_us / 1e3, p.sequential_us / 1e3, p.sequential_us / p.spec_us);
+    points.push_back(p);
+  }
+  points.push_back({o.decode_rows, o.prefill_rows, spec_us, sequential_us});
+  return points;
 }
 
 int search_and_write(const tune_cli_options& o, const operation_profile& profile, int default_measure) {
@@ -201,7 +229,8 @@ int search_and_write(const tune_cli_options& o, const operation_profile& profile
   }
   std::vector<timed_spec> specs =
       measurement_candidates(ranked, llama_op_graph(), profile.num_sms, measure, o.measure_memory_sms);
-  const size_t chosen = measure_candidates(o, specs);
+  const std::unique_ptr<backend> model = timing_backend(o);
+  const size_t chosen = measure_candidates(o, *model, specs);
   const timed_spec& best = specs[chosen];
   const tune_result& base = ranked[best.ranked_index];
   pipeline_spec spec = best.spec;
@@ -214,6 +243,13 @@ int search_and_write(const tune_cli_options& o, const operation_profile& profile
                                  sequential_us / 1e3);
   nlohmann::json prediction = base.prediction_json();
   prediction["measured"] = measurement_json(specs, chosen);
+  if (best.label != "sequential" && sequential_us > 0.0) {
+    const std::vector<decode_point> ladder =
+        measure_decode_ladder(o, *model, spec, best.measured_step_us, sequential_us);
+    spec.min_decode_rows = min_decode_rows_from(ladder);
+    prediction["decode_ladder"] = decode_ladder_json(ladder, spec.min_decode_rows);
+    std::printf("min_decode_rows %d: steps with fewer decode rows run the sequential spec\n", spec.min_decode_rows);
+  }
   if (best.predicted_step_us < 0)
     prediction["measured"]["chosen_note"] =
         "the chosen spec is the ranked one with its SM partition moved; the timeline is the ranked one's prediction";

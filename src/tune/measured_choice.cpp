@@ -2,6 +2,7 @@
 #include "tune/measured_choice.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
 #include "pipeline/validator.h"
@@ -96,6 +97,36 @@ nlohmann::json measurement_json(const std::vector<timed_spec>& specs, size_t cho
           {"note", "measured: the whole step (layers, embedding, LM head, host) as the engine runs it; predicted: "
                    "the decoder layers only"},
           {"specs", all}};
+}
+
+std::vector<int> decode_ladder(int workload_decode_rows) {
+  std::vector<int> ladder;
+  for (int eighths : {1, 2, 4, 6}) {
+    const int d = static_cast<int>(std::lround(workload_decode_rows * eighths / 8.0));
+    if (d > 0 && d < workload_decode_rows && (ladder.empty() || d > ladder.back())) ladder.push_back(d);
+  }
+  return ladder;
+}
+
+int min_decode_rows_from(std::vector<decode_point> points) {
+  std::sort(points.begin(), points.end(),
+            [](const decode_point& a, const decode_point& b) { return a.num_decode < b.num_decode; });
+  int threshold = 0;
+  for (const decode_point& p : points)
+    if (p.spec_us >= p.sequential_us) threshold = -1;  // lost here: the threshold is above
+    else if (threshold < 0) threshold = p.num_decode;
+  if (threshold < 0) return points.back().num_decode + 1;  // lost at the largest point too
+  return threshold;
+}
+
+nlohmann::json decode_ladder_json(const std::vector<decode_point>& points, int min_decode_rows) {
+  nlohmann::json all = nlohmann::json::array();
+  for (const decode_point& p : points)
+    all.push_back({{"num_decode", p.num_decode}, {"num_prefill", p.num_prefill}, {"spec_step_us", p.spec_us},
+                   {"sequential_step_us", p.sequential_us}});
+  return {{"min_decode_rows", min_decode_rows},
+          {"note", "steps with fewer decode rows than min_decode_rows run the sequential spec"},
+          {"points", all}};
 }
 
 }  // namespace nf

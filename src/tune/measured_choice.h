@@ -3,6 +3,8 @@
 // the engine (every layer, its launches, the LM head, the host) is what the spec is for, so the tuner times
 // the step for the few specs the search ranks best, the sequential spec, and the best split with its SM
 // partition moved to each of a list of memory-side budgets (the search's orders kept), and writes the fastest.
+// Then, since the chosen split only pays where there is enough decode attention to hide, it and the sequential
+// spec are timed at fewer decode rows (a ladder below the workload's) to set the spec's min_decode_rows.
 #pragma once
 
 #include <cstdio>
@@ -41,5 +43,24 @@ size_t time_and_choose(std::vector<timed_spec>& specs, const step_timer& timer, 
 
 // The measurements as JSON: every spec's label, predicted and measured step time, and which was chosen.
 nlohmann::json measurement_json(const std::vector<timed_spec>& specs, size_t chosen);
+
+// One step mix of the decode ladder, with the measured step time of the chosen spec and of the sequential one.
+struct decode_point {
+  int num_decode = 0;
+  int num_prefill = 0;
+  double spec_us = 0.0;
+  double sequential_us = 0.0;
+};
+
+// Decode counts below the workload's to time the chosen spec at: 1/8, 1/4, 1/2 and 3/4 of `workload_decode_rows`,
+// rounded, positive and distinct, ascending (empty below 2 decode rows).
+std::vector<int> decode_ladder(int workload_decode_rows);
+
+// The min_decode_rows for the chosen spec: the smallest decode count from which it measured faster than the
+// sequential spec at every larger point; 0 when it won at every point (or there are none). A point where it lost
+// puts the threshold at the next point above, so the spec runs only where it was seen to win.
+int min_decode_rows_from(std::vector<decode_point> points);
+
+nlohmann::json decode_ladder_json(const std::vector<decode_point>& points, int min_decode_rows);
 
 }  // namespace nf

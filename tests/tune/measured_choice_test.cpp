@@ -1,8 +1,10 @@
 // The measured last stage of the search: the ranked results are sorted and hold the sequential schedule once,
 // the timed candidates are valid specs (the ranked ones, the sequential one, and the best split at other SM
-// partitions, without duplicates), and the fastest measured one is chosen.
+// partitions, without duplicates), and the fastest measured one is chosen; the decode ladder sets the threshold
+// below which the chosen split gives way to the sequential spec.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <set>
 
 #include "pipeline/validator.h"
@@ -123,6 +125,42 @@ TEST(time_and_choose, keeps_the_fastest_measured_spec) {
     EXPECT_EQ(doc["specs"][i]["label"], specs[i].label);
     EXPECT_EQ(doc["specs"][i]["predicted_step_us"].is_null(), specs[i].predicted_step_us < 0);
   }
+}
+
+TEST(decode_ladder, is_below_the_workload_ascending_and_distinct) {
+  EXPECT_EQ(decode_ladder(512), (std::vector<int>{64, 128, 256, 384}));
+  EXPECT_EQ(decode_ladder(540), (std::vector<int>{68, 135, 270, 405}));
+  EXPECT_EQ(decode_ladder(4), (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(decode_ladder(2), (std::vector<int>{1}));
+  EXPECT_TRUE(decode_ladder(1).empty());
+  EXPECT_TRUE(decode_ladder(0).empty());
+}
+
+// Points as (decode rows, spec step time, sequential step time); the order given does not matter.
+std::vector<decode_point> points_of(const std::vector<std::array<double, 3>>& rows) {
+  std::vector<decode_point> points;
+  for (const auto& r : rows) points.push_back({static_cast<int>(r[0]), 0, r[1], r[2]});
+  return points;
+}
+
+TEST(min_decode_rows, starts_the_spec_where_it_wins_from_there_up) {
+  EXPECT_EQ(min_decode_rows_from({}), 0);
+  // Wins everywhere: no threshold.
+  EXPECT_EQ(min_decode_rows_from(points_of({{64, 50, 60}, {128, 50, 60}, {512, 50, 60}})), 0);
+  // Loses at the small counts: starts at the first winning point above the last loss.
+  EXPECT_EQ(min_decode_rows_from(points_of({{512, 70, 77}, {64, 62, 56}, {256, 64, 65}, {128, 65, 60}})), 256);
+  // A win below a loss does not count: the spec must win at every larger point.
+  EXPECT_EQ(min_decode_rows_from(points_of({{64, 50, 60}, {128, 61, 60}, {256, 59, 60}, {512, 58, 60}})), 256);
+  // A tie is not a win.
+  EXPECT_EQ(min_decode_rows_from(points_of({{64, 60, 60}, {128, 59, 60}})), 128);
+  // Loses at the largest point too: never.
+  EXPECT_EQ(min_decode_rows_from(points_of({{64, 50, 60}, {512, 61, 60}})), 513);
+
+  const nlohmann::json doc = decode_ladder_json(points_of({{64, 62, 56}, {512, 70, 77}}), 512);
+  EXPECT_EQ(doc["min_decode_rows"], 512);
+  ASSERT_EQ(doc["points"].size(), 2u);
+  EXPECT_EQ(doc["points"][1]["num_decode"], 512);
+  EXPECT_DOUBLE_EQ(doc["points"][0]["sequential_step_us"].get<double>(), 56.0);
 }
 
 }  // namespace
