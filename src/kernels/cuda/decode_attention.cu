@@ -700,9 +700,12 @@ cudaError_t decode_attention(const decode_attention_args& a, cudaStream_t stream
     case 128: {
       int variant = a.variant;
       if (variant == 0) {
-        // Measured (docs/perf.md): 4 warps x 3 stages leads on (nearly) the whole device, 7 x 2 on a budget.
+        // Measured (docs/perf.md): 4 warps x 3 stages leads on (nearly) the whole device; on 40-70% of it (the
+        // overlap's budgets) 7 warps x 1 stage is faster alone and measured best beside the GEMMs;
+        // below that 7 x 2.
         const bool tma = tensor_map_encoder() != nullptr && reinterpret_cast<uintptr_t>(a.kv_cache) % 16 == 0;
-        variant = !tma ? 8 : 10 * budget_sms(a) >= 7 * device_sm_count() ? 7 : 5;
+        const int budget = budget_sms(a), device = device_sm_count();
+        variant = !tma ? 8 : 10 * budget >= 7 * device ? 7 : 10 * budget >= 4 * device ? 12 : 5;
       }
       switch (variant) {
         case 1: return launch<decode_config<128, 7, 4>>(a, stream);
