@@ -7,7 +7,7 @@
 # Usage: scripts/gpu_all.sh OUT_DIR BUNDLE   (BUNDLE: a folder from bundle_libs.sh, or the .tar.xz it packs)
 #   STAGES (default "tests kernels overlap tune port ablation"): which stages, in this order ("profile" and "power"
 #   are extra: "power" samples clocks and power with nvidia-smi while bench_overlap --hold runs GEMMs alone, decode
-#   attention alone and both together, 6 s each);
+#   attention alone, both together, the sequential layer and the best overlapped layer, 6 s each);
 #   KERNELS ("prefill decode"): the bench_kernels groups of the kernels stage;
 #   PROFILE_SCHEDULES ("sequential overlap"), PROFILE_PROMPTS (1000): the profile stage's `--profile-ops` runs at
 #   fixed 1024/512 (enough prompts to reach the steady state of ~540 decodes per full step);
@@ -60,7 +60,7 @@ for stage in ${STAGES:-tests kernels overlap tune port ablation}; do
         --format=csv,noheader -lms 200 > "$logs/power_smi.csv" 2>&1 &
       monitor=$!
       sleep 1
-      timeout 60 "$bundle/bin/bench/bench_overlap" --hold 6 > "$logs/power_phases.log" 2>&1
+      timeout 90 "$bundle/bin/bench/bench_overlap" --hold 6 > "$logs/power_phases.log" 2>&1
       echo "-- bench_overlap --hold: rc=$?"
       sleep 1
       kill "$monitor" 2>/dev/null

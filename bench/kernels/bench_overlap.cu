@@ -6,7 +6,8 @@
 //               budget, then the decode rows' GEMMs on all SMs.
 // Each measurement runs `--layers` such layers back to back (the median of 7 runs). Prints a table and JSON; never
 // passes or fails. Usage: bench_overlap [--decode-seqs N] [--gemm-rows N] [--layers N] [--json PATH]
-// [--hold SECONDS] (only three phases of that length, GEMMs / attention / both, for a clock and power monitor)
+// [--hold SECONDS] (only phases of that length for a clock and power monitor, with their settled times per layer:
+// GEMMs / attention / both, then the sequential and the best overlapped layer)
 // The last table runs the pair on CUDA green contexts (a hard SM partition: the attention's SMs and the rest), to
 // tell interference through shared SMs and the block scheduler from interference through the memory system.
 #include <cuda.h>
@@ -161,7 +162,7 @@ struct green_partition {
 
 int main(int argc, char** argv) {
   int decode_seqs = 683, gemm_rows = 2048, layers = 8, min_context = 1024;
-  double hold_seconds = 0.0;  // > 0: only the phases for a clock and power monitor (see hold_phases)
+  double hold_seconds = 0.0;  // > 0: only the phases for a clock and power monitor
   std::string json_path;
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--decode-seqs") == 0) decode_seqs = std::atoi(argv[++i]);
@@ -199,26 +200,58 @@ int main(int argc, char** argv) {
               decode.args.max_context_len, decode.kv_bytes / 1e9);
 
   if (hold_seconds > 0.0) {
-    // Phases of `hold_seconds` each for an outside monitor (nvidia-smi): the prefill rows' GEMMs alone on all SMs,
-    // decode attention alone on 56 SMs, then both together; each phase's wall-clock start is printed.
-    const auto hold = [&](const char* name, bool with_gemms, bool with_attention) {
+    // Phases of `hold_seconds` each for an outside monitor (nvidia-smi), with each phase's wall-clock start and its
+    // sustained time per layer (after the clock has settled under the power limit): the prefill rows' GEMMs alone
+    // on all SMs, decode attention alone on 56 SMs, both together; then the sequential layer (all rows' GEMMs, then
+    // the attention on all SMs) and the best overlapped layer of the probe (attention on 56 SMs with the 7 x 1
+    // pipeline beside the prefill rows' GEMMs at SM target 76, then the decode rows' GEMMs).
+    const auto hold = [&](const char* name, const std::function<void(cudaStream_t, cudaStream_t)>& layer) {
       const auto start = std::chrono::system_clock::now();
       std::printf("phase %s starts at %.3f s since the epoch\n", name,
                   std::chrono::duration<double>(start.time_since_epoch()).count());
       std::fflush(stdout);
-      int rounds = 0;
-      while (std::chrono::duration<double>(std::chrono::system_clock::now() - start).count() < hold_seconds) {
-        time_fork_join([&](cudaStream_t sa, cudaStream_t sb) {
-          for (int l = 0; l < layers && with_attention; ++l) enqueue_decode(decode, 56, true, sb);
-          for (int l = 0; l < layers && with_gemms; ++l) gemms.enqueue(runner_a, 0, prefill_rows, 0, sa);
-        }, a, b);
-        ++rounds;
-      }
-      std::printf("phase %s: %d rounds of 9 x %d layers\n", name, rounds, layers);
+      std::vector<double> per_layer_ms;
+      while (std::chrono::duration<double>(std::chrono::system_clock::now() - start).count() < hold_seconds)
+        per_layer_ms.push_back(time_fork_join([&](cudaStream_t sa, cudaStream_t sb) {
+          for (int l = 0; l < layers; ++l) layer(sa, sb);
+        }, a, b) / layers);
+      // The second half of the phase: the clock has settled.
+      std::vector<double> settled(per_layer_ms.begin() + per_layer_ms.size() / 2, per_layer_ms.end());
+      std::sort(settled.begin(), settled.end());
+      std::printf("phase %s: %zu rounds, settled median %.3f ms per layer\n", name, per_layer_ms.size(),
+                  settled.empty() ? 0.0 : settled[settled.size() / 2]);
+      std::fflush(stdout);
     };
-    hold("gemms", true, false);
-    hold("attention", false, true);
-    hold("both", true, true);
+    const int best_sms = std::min(56, sms - 8), best_variant = 12;
+    hold("gemms", [&](cudaStream_t sa, cudaStream_t) { gemms.enqueue(runner_a, 0, prefill_rows, 0, sa); });
+    hold("attention", [&](cudaStream_t, cudaStream_t sb) { enqueue_decode(decode, 56, true, sb); });
+    hold("both", [&](cudaStream_t sa, cudaStream_t sb) {
+      enqueue_decode(decode, 56, true, sb);
+      gemms.enqueue(runner_a, 0, prefill_rows, 0, sa);
+    });
+    hold("sequential-layer", [&](cudaStream_t sa, cudaStream_t) {
+      gemms.enqueue(runner_a, 0, gemm_rows, 0, sa);
+      enqueue_decode(decode, 0, false, sa);
+    });
+    // As the engine orders it: a layer's attention waits for the previous layer's decode rows, and the decode rows'
+    // GEMMs wait for the attention.
+    cudaEvent_t attention_done, decode_rows_done;
+    NF_BENCH_CHECK(cudaEventCreateWithFlags(&attention_done, cudaEventDisableTiming));
+    NF_BENCH_CHECK(cudaEventCreateWithFlags(&decode_rows_done, cudaEventDisableTiming));
+    NF_BENCH_CHECK(cudaEventRecord(decode_rows_done, a));
+    hold("overlapped-layer", [&](cudaStream_t sa, cudaStream_t sb) {
+      NF_BENCH_CHECK(cudaStreamWaitEvent(sb, decode_rows_done));
+      decode.args.variant = best_variant;
+      enqueue_decode(decode, best_sms, true, sb);
+      decode.args.variant = 0;
+      NF_BENCH_CHECK(cudaEventRecord(attention_done, sb));
+      gemms.enqueue(runner_a, 0, prefill_rows, sms - best_sms, sa);
+      NF_BENCH_CHECK(cudaStreamWaitEvent(sa, attention_done));
+      gemms.enqueue(runner_a, prefill_rows, decode_seqs, 0, sa);
+      NF_BENCH_CHECK(cudaEventRecord(decode_rows_done, sa));
+    });
+    cudaEventDestroy(attention_done);
+    cudaEventDestroy(decode_rows_done);
     return 0;
   }
 
