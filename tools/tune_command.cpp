@@ -158,13 +158,17 @@ std::unique_ptr<backend> timing_backend(const tune_cli_options& o) {
   return load_backend(m);
 }
 
-double step_us(const tune_cli_options& o, backend& model, const pipeline_spec& spec, int num_decode, int num_prefill) {
+// The synthetic step the specs are timed on: these row counts at the workload's mean decode context.
+model_batch timing_batch(const tune_cli_options& o, const backend& model, int num_decode, int num_prefill) {
   synthetic_step_shape shape;
   shape.num_decode = num_decode;
   shape.num_prefill = num_prefill;
   shape.mean_decode_context = o.mean_context;
-  const model_batch batch = synthetic_step_batch(shape, model.block_size(), model.num_kv_blocks(),
-                                                 model.config().max_position_embeddings, model.config().vocab_size, 1);
+  return synthetic_step_batch(shape, model.block_size(), model.num_kv_blocks(), model.config().max_position_embeddings,
+                              model.config().vocab_size, 1);
+}
+
+double step_us(const tune_cli_options& o, backend& model, const pipeline_spec& spec, const model_batch& batch) {
   model.set_schedule(spec);
   return 1e3 * median_step_ms(model, batch, std::min(3, o.measure_repeats), o.measure_repeats);
 }
@@ -175,9 +179,8 @@ size_t measure_candidates(const tune_cli_options& o, backend& model, std::vector
                "median of %d steps each\n",
                specs.size(), model.name().c_str(), o.decode_rows, 0.5 * o.mean_context, 1.5 * o.mean_context,
                o.prefill_rows, o.measure_repeats);
-  const step_timer timer = [&](const pipeline_spec& spec) {
-    return step_us(o, model, spec, o.decode_rows, o.prefill_rows);
-  };
+  const model_batch batch = timing_batch(o, model, o.decode_rows, o.prefill_rows);
+  const step_timer timer = [&](const pipeline_spec& spec) { return step_us(o, model, spec, batch); };
   return time_and_choose(specs, timer, stdout);
 }
 
@@ -191,8 +194,9 @@ std::vector<decode_point> measure_decode_ladder(const tune_cli_options& o, backe
     decode_point p;
     p.num_decode = d;
     p.num_prefill = o.decode_rows + o.prefill_rows - d;
-    p.spec_us = step_us(o, model, spec, p.num_decode, p.num_prefill);
-    p.sequential_us = step_us(o, model, sequential, p.num_decode, p.num_prefill);
+    const model_batch batch = timing_batch(o, model, p.num_decode, p.num_prefill);
+    p.spec_us = step_us(o, model, spec, batch);
+    p.sequential_us = step_us(o, model, sequential, batch);
     std::printf("decode ladder: %d decode + %d prefill rows: chosen spec %.3f ms, sequential %.3f ms (%.3fx)\n",
                 p.num_decode, p.num_prefill, p.spec_us / 1e3, p.sequential_us / 1e3, p.sequential_us / p.spec_us);
     points.push_back(p);

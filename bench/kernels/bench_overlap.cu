@@ -224,9 +224,9 @@ int main(int argc, char** argv) {
     };
     const int best_sms = std::min(56, sms - 8), best_variant = 12;
     hold("gemms", [&](cudaStream_t sa, cudaStream_t) { gemms.enqueue(runner_a, 0, prefill_rows, 0, sa); });
-    hold("attention", [&](cudaStream_t, cudaStream_t sb) { enqueue_decode(decode, 56, true, sb); });
+    hold("attention", [&](cudaStream_t, cudaStream_t sb) { enqueue_decode(decode, best_sms, true, sb); });
     hold("both", [&](cudaStream_t sa, cudaStream_t sb) {
-      enqueue_decode(decode, 56, true, sb);
+      enqueue_decode(decode, best_sms, true, sb);
       gemms.enqueue(runner_a, 0, prefill_rows, 0, sa);
     });
     hold("sequential-layer", [&](cudaStream_t sa, cudaStream_t) {
