@@ -15,7 +15,8 @@
 #   NUM_PROMPTS (1000): prompts of the tune and ablation runs; PORT_PROMPTS (300): of the porting runs;
 #   PORT_MODELS (default "llama2-7b mistral-7b qwen2-7b"): folders of configs/models;
 #   SCHEDULES (default "sequential overlap-front configs/pipelines/tuned/llama3-8b-h200.json"), WORKLOADS
-#   ("fixed splitwise_conv sharegpt lmsys"): the ablation's, as ablation.sh takes them.
+#   ("fixed splitwise_conv sharegpt lmsys"): the ablation's, as ablation.sh takes them; ABLATION_TIMEOUT (150):
+#   seconds per ablation run.
 # On an H200 "tests tune port" take about 9 minutes and "ablation" about 8 at these defaults: two calls of at most
 # 10 minutes each.
 set -uo pipefail
@@ -94,7 +95,7 @@ for stage in ${STAGES:-tests kernels overlap tune port ablation}; do
       done ;;
     ablation)
       SCHEDULES="${SCHEDULES:-sequential overlap-front configs/pipelines/tuned/llama3-8b-h200.json}" \
-        WORKLOADS="${WORKLOADS:-fixed splitwise_conv sharegpt lmsys}" NUM_PROMPTS="$num_prompts" BENCH_TIMEOUT=150 \
+        WORKLOADS="${WORKLOADS:-fixed splitwise_conv sharegpt lmsys}" NUM_PROMPTS="$num_prompts" BENCH_TIMEOUT="${ABLATION_TIMEOUT:-150}" \
         bash "$here/ablation.sh" "$logs/ablation" "$bundle" > "$logs/ablation.txt" 2>&1
       cat "$logs/ablation.txt" ;;
     *) echo "unknown stage $stage" >&2 ;;
