@@ -8,7 +8,8 @@
 #   STAGES (default "tests kernels overlap tune port ablation"): which stages, in this order ("profile" and "power"
 #   are extra: "power" samples clocks and power with nvidia-smi while bench_overlap --hold runs GEMMs alone, decode
 #   attention alone, both together, the sequential layer and the best overlapped layer, 6 s each);
-#   KERNELS ("prefill decode"): the bench_kernels groups of the kernels stage;
+#   KERNELS ("prefill decode"): the bench_kernels groups of the kernels stage; "kernel_tests" (extra) runs
+#   test_kernels_cuda alone, KERNEL_TESTS (default "*") its gtest filter;
 #   PROFILE_SCHEDULES ("sequential overlap"), PROFILE_PROMPTS (1000): the profile stage's `--profile-ops` runs at
 #   fixed 1024/512 (enough prompts to reach the steady state of ~540 decodes per full step);
 #   COMPARE ("overlap-front"): schedules the tune stage benchmarks beside the tuned and the sequential one;
@@ -45,6 +46,11 @@ for stage in ${STAGES:-tests kernels overlap tune port ablation}; do
       SKIP_KERNEL_BENCH=1 SKIP_THROUGHPUT=1 timeout 300 bash "$here/gpu_check.sh" "$logs/check" "$bundle" \
         > "$logs/check.txt" 2>&1
       sed -n '/== summary ==/,$p' "$logs/check.txt" ;;
+    kernel_tests)
+      timeout 240 "$bundle/bin/tests/test_kernels_cuda" --gtest_filter="${KERNEL_TESTS:-*}" \
+        > "$logs/kernel_tests.log" 2>&1
+      echo "-- test_kernels_cuda --gtest_filter=${KERNEL_TESTS:-*}: rc=$?"
+      grep -E "^\[  (PASSED|FAILED) |Failure|error|variant" "$logs/kernel_tests.log" | head -60 ;;
     kernels)
       for group in ${KERNELS:-prefill decode}; do
         timeout 120 "$bundle/bin/bench/bench_kernels" --only "$group" --json "$logs/bench_$group.json" \

@@ -9,6 +9,7 @@
 
 #include "kernels/cuda/device_utils.cuh"
 #include "kernels/cuda/prefill_attention.h"
+#include "kernels/cuda/prefill_attention_wgmma.h"
 
 namespace nf::kernels {
 namespace {
@@ -352,6 +353,7 @@ cudaError_t prefill_attention(const prefill_attention_args& a, cudaStream_t stre
       a.block_size <= 0 || a.max_num_queries < 0)
     return cudaErrorInvalidValue;
   if (a.num_seqs == 0 || a.max_num_queries == 0) return cudaSuccess;
+  if (a.variant == 3 && prefill_attention_wgmma_supports(a)) return prefill_attention_wgmma(a, stream);
   switch (a.head_dim) {
     case 64:
       switch (a.variant) {

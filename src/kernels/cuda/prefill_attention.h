@@ -28,12 +28,13 @@ struct prefill_attention_args {
   float scale = 0.0f;
   int num_sms = 0;  // SM budget: the grid never exceeds one block (two for variants 1, 2) per budgeted SM; <= 0: all
   // Query tile and K/V pipeline, for tuning benchmarks: 0: 8 warps x 16 rows, 3 stages (default); 1: 4 warps x
-  // 16 rows, 3 stages; 2: 4 warps x 32 rows (two m-tiles per warp), 2 stages.
+  // 16 rows, 3 stages; 2: 4 warps x 32 rows (two m-tiles per warp), 2 stages; 3: Hopper warpgroup MMA, two
+  // warpgroups x 64 rows, 128-key tiles (head_dim 128; other head dims run variant 0).
   int variant = 0;
 };
 
 // Variants 0 .. num_prefill_attention_variants - 1 exist; tests and benchmarks run every one.
-inline constexpr int num_prefill_attention_variants = 3;
+inline constexpr int num_prefill_attention_variants = 4;
 
 cudaError_t prefill_attention(const prefill_attention_args& args, cudaStream_t stream);
 
