@@ -141,8 +141,9 @@ void bench_prefill(int num_tokens, int num_sms, double gemm_tflops, int variant 
   // Causal: query i attends to i + 1 keys; 2 FLOPs per multiply-add, in Q K^T and in P V.
   const double flops = 4.0 * head_dim * num_q_heads * (static_cast<double>(num_tokens) * (num_tokens + 1) / 2);
   char config[128];
-  std::snprintf(config, sizeof config, "causal %d tokens, 32/8 heads, d128, %s SMs, %d-row tiles", num_tokens,
-                num_sms > 0 ? std::to_string(num_sms).c_str() : "all", variant == 1 ? 64 : 128);
+  std::snprintf(config, sizeof config, "causal %d tokens, 32/8 heads, d128, %s SMs, variant %d (%d-row tiles%s)",
+                num_tokens, num_sms > 0 ? std::to_string(num_sms).c_str() : "all", variant, variant == 1 ? 64 : 128,
+                variant >= 3 ? ", wgmma" : "");
   report({"prefill_attention", config, ms, flops / ms / 1e9, "TFLOP/s", gemm_tflops, "cuBLASLt GEMM"});
 }
 

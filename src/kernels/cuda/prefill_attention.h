@@ -1,6 +1,7 @@
 // Paged prefill attention: causal attention of each sequence's new query tokens (the last num_queries positions
 // of its context) over the paged KV cache, which already holds this step's keys and values (cached prefix
-// included). FlashAttention-2 style on tensor cores (mma.sync bf16 m16n8k16), online softmax in fp32.
+// included). FlashAttention-2 style on tensor cores (mma.sync bf16 m16n8k16, or Hopper wgmma for head_dim 128),
+// online softmax in fp32.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -27,14 +28,16 @@ struct prefill_attention_args {
   int max_num_queries = 0;  // an upper bound of num_queries, known on the host
   float scale = 0.0f;
   int num_sms = 0;  // SM budget: the grid never exceeds one block (two for variants 1, 2) per budgeted SM; <= 0: all
-  // Query tile and K/V pipeline, for tuning benchmarks: 0: 8 warps x 16 rows, 3 stages (default); 1: 4 warps x
-  // 16 rows, 3 stages; 2: 4 warps x 32 rows (two m-tiles per warp), 2 stages; 3: Hopper warpgroup MMA, two
-  // warpgroups x 64 rows, 128-key tiles (head_dim 128; other head dims run variant 0).
-  int variant = 0;
+  // Query tile and K/V pipeline: 0: mma.sync, 8 warps x 16 rows, 3 stages; 1: mma.sync, 4 warps x 16 rows, 3
+  // stages; 2: mma.sync, 4 warps x 32 rows (two m-tiles per warp), 2 stages; 3 (default): Hopper warpgroup MMA, two
+  // warpgroups x 64 rows in lockstep, 128-key tiles, 2 stages; 4: warpgroup MMA, warp-specialised (a producer
+  // warpgroup and two free-running consumer warpgroups), 3 stages. Variants 3 and 4 need head_dim 128; other head
+  // dims run variant 0.
+  int variant = 3;
 };
 
 // Variants 0 .. num_prefill_attention_variants - 1 exist; tests and benchmarks run every one.
-inline constexpr int num_prefill_attention_variants = 4;
+inline constexpr int num_prefill_attention_variants = 5;
 
 cudaError_t prefill_attention(const prefill_attention_args& args, cudaStream_t stream);
 

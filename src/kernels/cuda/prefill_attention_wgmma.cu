@@ -1,10 +1,15 @@
-// Paged prefill attention on Hopper warpgroup MMA (wgmma, sm_90a), head_dim 128: variant 3 of prefill_attention.
-// A block of two warpgroups owns 128 packed rows of one (sequence, KV head) (query-major, then query head within
-// the GQA group, as in the mma.sync variants), 64 rows per warpgroup. K and V tiles of 128 tokens are gathered from
-// the paged cache with cp.async into a two-stage ring, in the 128-byte swizzled panel layout wgmma reads
-// (wgmma.cuh); Q is loaded once per work item in the same layout. Per warpgroup and tile:
+// Paged prefill attention on Hopper warpgroup MMA (wgmma, sm_90a), head_dim 128: variants 3 and 4 of
+// prefill_attention. A work item is 128 packed rows of one (sequence, KV head) (query-major, then query head within
+// the GQA group, as in the mma.sync variants), 64 rows per consumer warpgroup. K and V tiles of 128 tokens are
+// gathered from the paged cache with cp.async into a shared-memory ring, in the 128-byte swizzled panel layout
+// wgmma reads (wgmma.cuh); each warpgroup's Q rows are loaded once per item in the same layout. Per warpgroup and
+// tile:
 //   S[64, 128] = Q K^T (both operands from shared memory)      P = online-softmax(S) in registers
 //   O[64, 128] += P V  (P from registers in the accumulator-derived A layout, V from shared memory, N-major)
+// Variant 3: two warpgroups both compute and load, in lockstep (a block barrier per tile, two stages).
+// Variant 4: warp-specialised: a producer warpgroup (few registers) loads tiles into three stages guarded by
+// full/empty mbarriers, and the two consumer warpgroups run free of each other, so one's softmax can overlap the
+// other's MMAs.
 // Work items are ordered heaviest first (last query tiles) and walked by a persistent grid.
 #include "kernels/cuda/device_utils.cuh"
 #include "kernels/cuda/prefill_attention_wgmma.h"
@@ -14,18 +19,25 @@ namespace nf::kernels::detail {
 namespace {
 
 constexpr int kHeadDim = 128;
-constexpr int kWarpgroups = 2;
-constexpr int kThreads = 128 * kWarpgroups;
-constexpr int kTileQ = 64 * kWarpgroups;                 // packed rows per work item
-constexpr int kTileK = 128;                              // keys per K/V tile
-constexpr int kChunksPerRow = kHeadDim * 2 / 16;         // 16-byte chunks per K, V or Q row
-constexpr int kQBytes = kTileQ * kHeadDim * 2;           // Q tile [kTileQ, kHeadDim] bf16
-constexpr int kKvTileBytes = kTileK * kHeadDim * 2;      // K or V tile [kTileK, kHeadDim] bf16
-constexpr int kStageBytes = 2 * kKvTileBytes;            // K then V
-constexpr int kStages = 2;
-constexpr int kSmem = 1024 + kQBytes + kStages * kStageBytes;  // 1024: slack to align the panels
-constexpr int kCopiesPerThread = kTileK * kChunksPerRow / kThreads;
-constexpr int kPanelBytes = kTileK * 128;  // one 64-column panel of a K or V tile
+constexpr int kTileQ = 128;                          // packed rows per work item, 64 per consumer warpgroup
+constexpr int kTileK = 128;                          // keys per K/V tile
+constexpr int kChunksPerRow = kHeadDim * 2 / 16;     // 16-byte chunks per K, V or Q row
+constexpr int kQBytes = kTileQ * kHeadDim * 2;       // Q tile [kTileQ, kHeadDim] bf16
+constexpr int kKvTileBytes = kTileK * kHeadDim * 2;  // K or V tile [kTileK, kHeadDim] bf16
+constexpr int kStageBytes = 2 * kKvTileBytes;        // K then V
+constexpr int kPanelBytes = kTileK * 128;            // one 64-column panel of a K or V tile
+
+// Variant 3: two warpgroups, two stages.
+constexpr int kLockstepThreads = 256;
+constexpr int kLockstepStages = 2;
+constexpr int kLockstepSmem = 1024 + kQBytes + kLockstepStages * kStageBytes;  // 1024: slack to align the panels
+
+// Variant 4: a producer warpgroup and two consumer warpgroups, three stages, a full and an empty barrier per stage.
+constexpr int kSpecialisedThreads = 384;
+constexpr int kSpecialisedStages = 3;
+constexpr int kSpecialisedSmem = 1024 + kQBytes + kSpecialisedStages * kStageBytes + 2 * kSpecialisedStages * 8;
+constexpr int kProducerRegisters = 40;
+constexpr int kConsumerRegisters = 232;
 
 struct wgmma_prefill_params {
   prefill_attention_args args;
@@ -33,20 +45,50 @@ struct wgmma_prefill_params {
   float scale_log2;
 };
 
-// Gathers K and V of `tile` (kTileK tokens of the sequence) into one stage; rows past the context are zero-filled.
-__device__ __forceinline__ void load_kv_tile(const prefill_attention_args& a, const int32_t* table, int kv_head,
-                                             int context_len, int tile, uint32_t stage) {
+// One work item: 128 packed rows of one (sequence, KV head).
+struct work_item {
+  int kv_head, tile_row0, rows_here, context_len, query_start, position_base, num_kv_tiles;
+  const int32_t* table;  // the sequence's block table
+};
+
+// Decodes item number `item`; false when the query tile is past the sequence's rows (nothing to do).
+__device__ __forceinline__ bool decode_item(const wgmma_prefill_params& p, int64_t item, work_item& w) {
+  const prefill_attention_args& a = p.args;
+  const int group_size = a.num_q_heads / a.num_kv_heads;
+  const int64_t per_tile = static_cast<int64_t>(a.num_kv_heads) * a.num_seqs;
+  const int q_tile = p.max_q_tiles - 1 - static_cast<int>(item / per_tile);
+  const int64_t rest = item % per_tile;
+  const int seq = static_cast<int>(rest / a.num_kv_heads);
+  const int num_queries = a.num_queries[seq];
+  w.kv_head = static_cast<int>(rest % a.num_kv_heads);
+  w.tile_row0 = q_tile * kTileQ;
+  const int num_rows = num_queries * group_size;
+  if (w.tile_row0 >= num_rows) return false;
+  w.context_len = a.context_lens[seq];
+  w.query_start = a.query_starts[seq];
+  w.position_base = w.context_len - num_queries;  // position of query 0
+  w.rows_here = min(kTileQ, num_rows - w.tile_row0);
+  w.num_kv_tiles = (w.position_base + (w.tile_row0 + w.rows_here - 1) / group_size) / kTileK + 1;
+  w.table = a.block_tables + static_cast<int64_t>(seq) * a.max_blocks_per_seq;
+  return true;
+}
+
+// Gathers K and V of `tile` (kTileK tokens of the sequence) into one stage with THREADS threads (`thread` is this
+// one's index among them); rows past the context are zero-filled.
+template <int THREADS>
+__device__ __forceinline__ void load_kv_tile(const prefill_attention_args& a, const work_item& w, int tile,
+                                             uint32_t stage, int thread) {
   const int64_t head_stride = static_cast<int64_t>(a.block_size) * kHeadDim;
-  const int chunk = threadIdx.x % kChunksPerRow;
-#pragma unroll
-  for (int j = 0; j < kCopiesPerThread; ++j) {
-    const int row = threadIdx.x / kChunksPerRow + j * (kThreads / kChunksPerRow);
+  const int chunk = thread % kChunksPerRow;
+#pragma unroll 4
+  for (int j = 0; j < kTileK * kChunksPerRow / THREADS; ++j) {
+    const int row = thread / kChunksPerRow + j * (THREADS / kChunksPerRow);
     const int token = tile * kTileK + row;
-    const bool valid = token < context_len;
+    const bool valid = token < w.context_len;
     const bf16* k = a.kv_cache;  // a valid address for the zero-filling copies
     if (valid) {
-      const int block = table[token / a.block_size];
-      k = a.kv_cache + static_cast<int64_t>(block) * 2 * a.num_kv_heads * head_stride + kv_head * head_stride +
+      const int block = w.table[token / a.block_size];
+      k = a.kv_cache + static_cast<int64_t>(block) * 2 * a.num_kv_heads * head_stride + w.kv_head * head_stride +
           static_cast<int64_t>(token % a.block_size) * kHeadDim + chunk * 8;
     }
     const uint32_t offset = sw128_offset<kTileK>(row, chunk);
@@ -55,162 +97,268 @@ __device__ __forceinline__ void load_kv_tile(const prefill_attention_args& a, co
   }
 }
 
-__global__ void __launch_bounds__(kThreads, 1) prefill_attention_wgmma_kernel(const wgmma_prefill_params p) {
+// Copies packed rows [row_begin, row_begin + ROWS) of the item's queries into the Q tile with THREADS threads; rows
+// past the item's rows are zero-filled.
+template <int ROWS, int THREADS>
+__device__ __forceinline__ void load_q_rows(const prefill_attention_args& a, const work_item& w, int row_begin,
+                                            uint32_t q_smem, int thread) {
+  const int group_size = a.num_q_heads / a.num_kv_heads;
+  for (int i = thread; i < ROWS * kChunksPerRow; i += THREADS) {
+    const int row = row_begin + i / kChunksPerRow, chunk = i % kChunksPerRow;
+    const bool valid = row < w.rows_here;
+    const int packed = w.tile_row0 + row;
+    const bf16* src = valid ? a.q +
+                                  (static_cast<int64_t>(w.query_start + packed / group_size) * a.num_q_heads +
+                                   w.kv_head * group_size + packed % group_size) *
+                                      kHeadDim +
+                                  chunk * 8
+                            : a.q;
+    cp_async_16(q_smem + sw128_offset<kTileQ>(row, chunk), src, valid ? 16 : 0);
+  }
+}
+
+// A consumer warpgroup's running state over one item: 64 rows; this thread holds rows row0 and row0 + 8.
+struct row_state {
+  float o[64];  // O[64, 128] accumulator: o[4 * j + e] is row row0 + 8 * (e / 2), column 8 * j + col_pair + e % 2
+  float m[2], l[2];
+  int position[2];  // the rows' query positions (causal limit)
+};
+
+__device__ __forceinline__ void init_rows(row_state& r, const work_item& w, int row0, int group_size) {
+#pragma unroll
+  for (int i = 0; i < 64; ++i) r.o[i] = 0.0f;
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    r.position[e] = w.position_base + (w.tile_row0 + row0 + 8 * e) / group_size;
+    r.m[e] = -INFINITY;
+    r.l[e] = 0.0f;
+  }
+}
+
+// One K/V tile for one warpgroup: S = Q K^T, online softmax, O += P V; returns after the MMAs completed.
+__device__ __forceinline__ void attend_tile(row_state& r, uint32_t q_rows, uint32_t k_tile, int tile,
+                                            bool needs_mask, float scale_log2, int col_pair) {
+  const uint32_t v_tile = k_tile + kKvTileBytes;
+  float s[64];  // S[64, 128], laid out as o
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kHeadDim / 16; ++kk) {
+    const uint64_t desc_q = sw128_descriptor(q_rows + (kk >> 2) * kTileQ * 128 + (kk & 3) * 32, 16, 1024);
+    const uint64_t desc_k = sw128_descriptor(k_tile + (kk >> 2) * kPanelBytes + (kk & 3) * 32, 16, 1024);
+    wgmma_m64n128k16_ss(s, desc_q, desc_k, kk > 0);
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+  wgmma_register_fence(s);
+
+  float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int j = 0; j < kTileK / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int key = tile * kTileK + 8 * j + col_pair + (e & 1);
+      float& v = s[4 * j + e];
+      v = (needs_mask && key > r.position[e >> 1]) ? -INFINITY : v * scale_log2;
+      tile_max[e >> 1] = fmaxf(tile_max[e >> 1], v);
+    }
+  }
+  float correction[2], m_use[2];
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    tile_max[e] = fmaxf(tile_max[e], __shfl_xor_sync(0xffffffffu, tile_max[e], 1));
+    tile_max[e] = fmaxf(tile_max[e], __shfl_xor_sync(0xffffffffu, tile_max[e], 2));
+    const float m_new = fmaxf(r.m[e], tile_max[e]);
+    m_use[e] = m_new == -INFINITY ? 0.0f : m_new;  // a row with no key yet keeps zeros
+    correction[e] = exp2f(r.m[e] - m_use[e]);
+    r.m[e] = m_new;
+    r.l[e] *= correction[e];
+  }
+#pragma unroll
+  for (int i = 0; i < 64; ++i) r.o[i] *= correction[(i >> 1) & 1];
+#pragma unroll
+  for (int j = 0; j < kTileK / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      s[4 * j + e] = exp2f(s[4 * j + e] - m_use[e >> 1]);
+      r.l[e >> 1] += s[4 * j + e];
+    }
+  }
+  uint32_t p_frag[kTileK / 16][4];  // P as the A operand of the k-steps over this tile's keys
+#pragma unroll
+  for (int kk = 0; kk < kTileK / 16; ++kk) {
+    p_frag[kk][0] = pack_bf16x2(s[8 * kk + 0], s[8 * kk + 1]);
+    p_frag[kk][1] = pack_bf16x2(s[8 * kk + 2], s[8 * kk + 3]);
+    p_frag[kk][2] = pack_bf16x2(s[8 * kk + 4], s[8 * kk + 5]);
+    p_frag[kk][3] = pack_bf16x2(s[8 * kk + 6], s[8 * kk + 7]);
+  }
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kTileK / 16; ++kk) {
+    const uint64_t desc_v = sw128_descriptor(v_tile + kk * 16 * 128, kPanelBytes, 1024);
+    wgmma_m64n128k16_rs_nmajor(r.o, p_frag[kk], desc_v);
+  }
+  wgmma_commit();
+  wgmma_wait<0>();
+  wgmma_register_fence(r.o);
+}
+
+// Normalises and writes this thread's two rows (packed rows row0 and row0 + 8 of the item) that exist.
+__device__ __forceinline__ void store_rows(const prefill_attention_args& a, const work_item& w, row_state& r,
+                                           int row0, int col_pair) {
+  const int group_size = a.num_q_heads / a.num_kv_heads;
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    r.l[e] += __shfl_xor_sync(0xffffffffu, r.l[e], 1);
+    r.l[e] += __shfl_xor_sync(0xffffffffu, r.l[e], 2);
+    const int row = row0 + 8 * e;
+    if (row < w.rows_here) {
+      const int packed = w.tile_row0 + row;
+      const float inv = r.l[e] > 0.0f ? 1.0f / r.l[e] : 0.0f;
+      bf16* dst = a.out + (static_cast<int64_t>(w.query_start + packed / group_size) * a.num_q_heads +
+                           w.kv_head * group_size + packed % group_size) *
+                              kHeadDim;
+#pragma unroll
+      for (int j = 0; j < kHeadDim / 8; ++j)
+        *reinterpret_cast<__nv_bfloat162*>(dst + 8 * j + col_pair) =
+            __floats2bfloat162_rn(r.o[4 * j + 2 * e] * inv, r.o[4 * j + 2 * e + 1] * inv);
+    }
+  }
+}
+
+// The tile range a consumer warpgroup computes: it has rows, and the tile starts at or before its last position.
+struct group_rows {
+  int row0, count, first_position, last_position;
+};
+
+__device__ __forceinline__ group_rows rows_of_group(const work_item& w, int group, int group_size) {
+  group_rows g;
+  g.row0 = group * 64;
+  g.count = min(64, w.rows_here - g.row0);
+  g.first_position = w.position_base + (w.tile_row0 + g.row0) / group_size;
+  g.last_position = w.position_base + (w.tile_row0 + g.row0 + max(g.count, 1) - 1) / group_size;
+  return g;
+}
+
+__global__ void __launch_bounds__(kLockstepThreads, 1) prefill_attention_lockstep_kernel(const wgmma_prefill_params p) {
   const prefill_attention_args& a = p.args;
   extern __shared__ unsigned char smem_raw[];
   const uint32_t q_smem = (smem_addr(smem_raw) + 1023u) & ~1023u;
   const uint32_t kv_smem = q_smem + kQBytes;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int warpgroup = warp >> 2, warp_in_group = warp & 3;
+  const int group = warp >> 2;
   const int group_size = a.num_q_heads / a.num_kv_heads;
-  const int64_t per_tile = static_cast<int64_t>(a.num_kv_heads) * a.num_seqs;
-  const int64_t num_items = per_tile * p.max_q_tiles;
+  const int64_t num_items = static_cast<int64_t>(a.num_kv_heads) * a.num_seqs * p.max_q_tiles;
   const int col_pair = (lane & 3) * 2;
-  const int group_row0 = warpgroup * 64;
-  const int thread_row0 = group_row0 + warp_in_group * 16 + (lane >> 2);  // and thread_row0 + 8
+  const int thread_row0 = group * 64 + (warp & 3) * 16 + (lane >> 2);  // and thread_row0 + 8
 
   for (int64_t item = blockIdx.x; item < num_items; item += gridDim.x) {
-    const int q_tile = p.max_q_tiles - 1 - static_cast<int>(item / per_tile);
-    const int64_t rest = item % per_tile;
-    const int kv_head = static_cast<int>(rest % a.num_kv_heads);
-    const int seq = static_cast<int>(rest / a.num_kv_heads);
-    const int num_rows = a.num_queries[seq] * group_size;  // packed rows: query-major, then head within the group
-    const int tile_row0 = q_tile * kTileQ;
-    if (tile_row0 >= num_rows) continue;
-    const int context_len = a.context_lens[seq];
-    const int query_start = a.query_starts[seq];
-    const int position_base = context_len - a.num_queries[seq];  // position of query 0
-    const int rows_here = min(kTileQ, num_rows - tile_row0);
-    const int num_kv_tiles = (position_base + (tile_row0 + rows_here - 1) / group_size) / kTileK + 1;
-    const int32_t* table = a.block_tables + static_cast<int64_t>(seq) * a.max_blocks_per_seq;
-
-    for (int i = threadIdx.x; i < kTileQ * kChunksPerRow; i += kThreads) {
-      const int row = i / kChunksPerRow, chunk = i % kChunksPerRow;
-      const bool valid = row < rows_here;
-      const int packed = tile_row0 + row;
-      const bf16* src = valid ? a.q +
-                                    (static_cast<int64_t>(query_start + packed / group_size) * a.num_q_heads +
-                                     kv_head * group_size + packed % group_size) *
-                                        kHeadDim +
-                                    chunk * 8
-                              : a.q;
-      cp_async_16(q_smem + sw128_offset<kTileQ>(row, chunk), src, valid ? 16 : 0);
-    }
-    load_kv_tile(a, table, kv_head, context_len, 0, kv_smem);
+    work_item w;
+    if (!decode_item(p, item, w)) continue;
+    load_q_rows<kTileQ, kLockstepThreads>(a, w, 0, q_smem, threadIdx.x);
+    load_kv_tile<kLockstepThreads>(a, w, 0, kv_smem, threadIdx.x);
     cp_async_commit();
-
-    // This warpgroup's rows: it skips every tile if it has none, and tiles after its last row's position.
-    const int group_rows = min(64, rows_here - group_row0);
-    const int group_first_position = position_base + (tile_row0 + group_row0) / group_size;
-    const int group_last_position = position_base + (tile_row0 + group_row0 + max(group_rows, 1) - 1) / group_size;
-    int position[2];
-    float m[2], l[2];
-    float o[64];  // O[64, 128] accumulator: o[4 * j + e] is row thread_row0 + 8 * (e / 2), column 8 * j + col_pair + e % 2
-#pragma unroll
-    for (int i = 0; i < 64; ++i) o[i] = 0.0f;
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      position[r] = position_base + (tile_row0 + thread_row0 + 8 * r) / group_size;
-      m[r] = -INFINITY;
-      l[r] = 0.0f;
-    }
-
-    for (int tile = 0; tile < num_kv_tiles; ++tile) {
+    const group_rows g = rows_of_group(w, group, group_size);
+    row_state r;
+    init_rows(r, w, thread_row0, group_size);
+    for (int tile = 0; tile < w.num_kv_tiles; ++tile) {
       cp_async_wait<0>();
       fence_proxy_async_shared();  // the copies (generic proxy) before wgmma's shared-memory reads (async proxy)
       __syncthreads();             // tile's data visible to all; both warpgroups are done with tile - 1's stage
-      if (tile + 1 < num_kv_tiles)
-        load_kv_tile(a, table, kv_head, context_len, tile + 1, kv_smem + ((tile + 1) % kStages) * kStageBytes);
+      if (tile + 1 < w.num_kv_tiles)
+        load_kv_tile<kLockstepThreads>(a, w, tile + 1, kv_smem + ((tile + 1) % kLockstepStages) * kStageBytes,
+                                       threadIdx.x);
       cp_async_commit();
-      if (group_rows <= 0 || tile * kTileK > group_last_position) continue;
-
-      const uint32_t k_tile = kv_smem + (tile % kStages) * kStageBytes;
-      const uint32_t v_tile = k_tile + kKvTileBytes;
-      float s[64];  // S[64, 128], laid out as o
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kHeadDim / 16; ++kk) {
-        const uint64_t desc_q =
-            sw128_descriptor(q_smem + (kk >> 2) * kTileQ * 128 + group_row0 * 128 + (kk & 3) * 32, 16, 1024);
-        const uint64_t desc_k = sw128_descriptor(k_tile + (kk >> 2) * kPanelBytes + (kk & 3) * 32, 16, 1024);
-        wgmma_m64n128k16_ss(s, desc_q, desc_k, kk > 0);
-      }
-      wgmma_commit();
-      wgmma_wait<0>();
-      wgmma_register_fence(s);
-
-      const bool needs_mask = tile * kTileK + kTileK - 1 > group_first_position;
-      float tile_max[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-      for (int j = 0; j < kTileK / 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int key = tile * kTileK + 8 * j + col_pair + (e & 1);
-          float& v = s[4 * j + e];
-          v = (needs_mask && key > position[e >> 1]) ? -INFINITY : v * p.scale_log2;
-          tile_max[e >> 1] = fmaxf(tile_max[e >> 1], v);
-        }
-      }
-      float correction[2], m_use[2];
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-        tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-        const float m_new = fmaxf(m[r], tile_max[r]);
-        m_use[r] = m_new == -INFINITY ? 0.0f : m_new;  // a row with no key yet keeps zeros
-        correction[r] = exp2f(m[r] - m_use[r]);
-        m[r] = m_new;
-        l[r] *= correction[r];
-      }
-#pragma unroll
-      for (int i = 0; i < 64; ++i) o[i] *= correction[(i >> 1) & 1];
-      uint32_t p_frag[kTileK / 16][4];  // P as the A operand of the k-steps over this tile's keys
-#pragma unroll
-      for (int j = 0; j < kTileK / 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          s[4 * j + e] = exp2f(s[4 * j + e] - m_use[e >> 1]);
-          l[e >> 1] += s[4 * j + e];
-        }
-      }
-#pragma unroll
-      for (int kk = 0; kk < kTileK / 16; ++kk) {
-        p_frag[kk][0] = pack_bf16x2(s[8 * kk + 0], s[8 * kk + 1]);
-        p_frag[kk][1] = pack_bf16x2(s[8 * kk + 2], s[8 * kk + 3]);
-        p_frag[kk][2] = pack_bf16x2(s[8 * kk + 4], s[8 * kk + 5]);
-        p_frag[kk][3] = pack_bf16x2(s[8 * kk + 6], s[8 * kk + 7]);
-      }
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kTileK / 16; ++kk) {
-        const uint64_t desc_v = sw128_descriptor(v_tile + kk * 16 * 128, kPanelBytes, 1024);
-        wgmma_m64n128k16_rs_nmajor(o, p_frag[kk], desc_v);
-      }
-      wgmma_commit();
-      wgmma_wait<0>();
-      wgmma_register_fence(o);
+      if (g.count <= 0 || tile * kTileK > g.last_position) continue;
+      attend_tile(r, q_smem + g.row0 * 128, kv_smem + (tile % kLockstepStages) * kStageBytes, tile,
+                  tile * kTileK + kTileK - 1 > g.first_position, p.scale_log2, col_pair);
     }
     cp_async_wait<0>();
     __syncthreads();  // the next item reuses the shared memory
+    store_rows(a, w, r, thread_row0, col_pair);
+  }
+}
 
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-      l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-      const int row = thread_row0 + 8 * r;
-      if (row < rows_here) {
-        const int packed = tile_row0 + row;
-        const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-        bf16* dst = a.out + (static_cast<int64_t>(query_start + packed / group_size) * a.num_q_heads +
-                             kv_head * group_size + packed % group_size) *
-                                kHeadDim;
-#pragma unroll
-        for (int j = 0; j < kHeadDim / 8; ++j)
-          *reinterpret_cast<__nv_bfloat162*>(dst + 8 * j + col_pair) =
-              __floats2bfloat162_rn(o[4 * j + 2 * r] * inv, o[4 * j + 2 * r + 1] * inv);
+__global__ void __launch_bounds__(kSpecialisedThreads, 1)
+    prefill_attention_specialised_kernel(const wgmma_prefill_params p) {
+  const prefill_attention_args& a = p.args;
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t q_smem = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  const uint32_t kv_smem = q_smem + kQBytes;
+  const uint32_t full_bars = kv_smem + kSpecialisedStages * kStageBytes;  // [stages] mbarriers: tile landed
+  const uint32_t empty_bars = full_bars + kSpecialisedStages * 8;         // [stages] mbarriers: tile consumed
+  const int warpgroup = threadIdx.x / 128, thread_in_group = threadIdx.x % 128;
+  const int group_size = a.num_q_heads / a.num_kv_heads;
+  const int64_t num_items = static_cast<int64_t>(a.num_kv_heads) * a.num_seqs * p.max_q_tiles;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kSpecialisedStages; ++s) {
+      mbarrier_init(full_bars + 8 * s, 128);  // one cp.async arrival per producer thread
+      mbarrier_init(empty_bars + 8 * s, 256);  // one arrival per consumer thread
+    }
+    fence_mbarrier_init();
+  }
+  __syncthreads();
+
+  if (warpgroup == 0) {  // producer: every tile of every item, in the consumers' order
+    warpgroup_release_registers<kProducerRegisters>();
+    int use = 0;  // tiles loaded so far: stage use % stages, round use / stages
+    for (int64_t item = blockIdx.x; item < num_items; item += gridDim.x) {
+      work_item w;
+      if (!decode_item(p, item, w)) continue;
+      for (int tile = 0; tile < w.num_kv_tiles; ++tile, ++use) {
+        const int stage = use % kSpecialisedStages;
+        mbarrier_wait(empty_bars + 8 * stage, ((use / kSpecialisedStages) & 1) ^ 1);
+        load_kv_tile<128>(a, w, tile, kv_smem + stage * kStageBytes, thread_in_group);
+        cp_async_mbarrier_arrive(full_bars + 8 * stage);
       }
     }
+    cp_async_wait<0>();
+    return;
   }
+
+  warpgroup_claim_registers<kConsumerRegisters>();
+  const int group = warpgroup - 1;
+  const int lane = threadIdx.x & 31, warp_in_group = thread_in_group >> 5;
+  const int col_pair = (lane & 3) * 2;
+  const int thread_row0 = group * 64 + warp_in_group * 16 + (lane >> 2);  // and thread_row0 + 8
+  int use = 0;
+  for (int64_t item = blockIdx.x; item < num_items; item += gridDim.x) {
+    work_item w;
+    if (!decode_item(p, item, w)) continue;
+    const group_rows g = rows_of_group(w, group, group_size);
+    if (g.count > 0) {
+      load_q_rows<64, 128>(a, w, g.row0, q_smem, thread_in_group);
+      cp_async_commit();
+      cp_async_wait<0>();
+      fence_proxy_async_shared();
+      named_barrier_sync(1 + group, 128);  // the warpgroup's Q rows are in place
+    }
+    row_state r;
+    init_rows(r, w, thread_row0, group_size);
+    for (int tile = 0; tile < w.num_kv_tiles; ++tile, ++use) {
+      const int stage = use % kSpecialisedStages;
+      mbarrier_wait(full_bars + 8 * stage, (use / kSpecialisedStages) & 1);
+      fence_proxy_async_shared();  // the producer's copies (generic proxy) before wgmma's reads (async proxy)
+      if (g.count > 0 && tile * kTileK <= g.last_position)
+        attend_tile(r, q_smem + g.row0 * 128, kv_smem + stage * kStageBytes, tile,
+                    tile * kTileK + kTileK - 1 > g.first_position, p.scale_log2, col_pair);
+      mbarrier_arrive(empty_bars + 8 * stage);
+    }
+    if (g.count > 0) store_rows(a, w, r, thread_row0, col_pair);
+  }
+}
+
+template <typename Kernel>
+cudaError_t launch(Kernel kernel, int threads, int smem, const prefill_attention_args& a, cudaStream_t stream) {
+  const int group_size = a.num_q_heads / a.num_kv_heads;
+  const wgmma_prefill_params p{a, (a.max_num_queries * group_size + kTileQ - 1) / kTileQ,
+                               a.scale * 1.4426950408889634f};
+  const int64_t num_items = static_cast<int64_t>(p.max_q_tiles) * a.num_kv_heads * a.num_seqs;
+  if (num_items == 0) return cudaSuccess;
+  const int grid = grid_for_budget(a.num_sms, 1, num_items);
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (err != cudaSuccess) return err;
+  kernel<<<grid, threads, smem, stream>>>(p);
+  return cudaGetLastError();
 }
 
 }  // namespace
@@ -219,17 +367,9 @@ bool prefill_attention_wgmma_supports(const prefill_attention_args& a) { return 
 
 cudaError_t prefill_attention_wgmma(const prefill_attention_args& a, cudaStream_t stream) {
   if (!prefill_attention_wgmma_supports(a)) return cudaErrorInvalidValue;
-  const int group_size = a.num_q_heads / a.num_kv_heads;
-  const wgmma_prefill_params p{a, (a.max_num_queries * group_size + kTileQ - 1) / kTileQ,
-                               a.scale * 1.4426950408889634f};
-  const int64_t num_items = static_cast<int64_t>(p.max_q_tiles) * a.num_kv_heads * a.num_seqs;
-  if (num_items == 0) return cudaSuccess;
-  const int grid = grid_for_budget(a.num_sms, 1, num_items);
-  cudaError_t err =
-      cudaFuncSetAttribute(prefill_attention_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  if (err != cudaSuccess) return err;
-  prefill_attention_wgmma_kernel<<<grid, kThreads, kSmem, stream>>>(p);
-  return cudaGetLastError();
+  if (a.variant == 4)
+    return launch(prefill_attention_specialised_kernel, kSpecialisedThreads, kSpecialisedSmem, a, stream);
+  return launch(prefill_attention_lockstep_kernel, kLockstepThreads, kLockstepSmem, a, stream);
 }
 
 }  // namespace nf::kernels::detail

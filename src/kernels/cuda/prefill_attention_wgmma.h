@@ -1,5 +1,5 @@
-// Variant 3 of prefill_attention: the Hopper warpgroup-MMA kernel (head_dim 128). Internal to the kernels library;
-// callers go through prefill_attention(), which falls back to variant 0 where this one does not apply.
+// Variants 3 and 4 of prefill_attention: the Hopper warpgroup-MMA kernels (head_dim 128). Internal to the kernels
+// library; callers go through prefill_attention(), which runs variant 0 where these do not apply.
 #pragma once
 
 #include "kernels/cuda/prefill_attention.h"

@@ -39,6 +39,16 @@ __device__ __forceinline__ void wgmma_register_fence(float (&d)[64]) {
   for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
+// Register reallocation between warpgroups of a warp-specialised block (all threads of the warpgroup execute it).
+template <int REGISTERS>
+__device__ __forceinline__ void warpgroup_release_registers() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(REGISTERS));
+}
+template <int REGISTERS>
+__device__ __forceinline__ void warpgroup_claim_registers() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(REGISTERS));
+}
+
 // d[64 x 128] (+)= A[64 x 16] B[16 x 128], A and B in shared memory (descriptors), B K-major; accumulate = 0
 // overwrites d.
 __device__ __forceinline__ void wgmma_m64n128k16_ss(float (&d)[64], uint64_t desc_a, uint64_t desc_b, int accumulate) {
