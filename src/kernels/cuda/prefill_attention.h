@@ -31,13 +31,13 @@ struct prefill_attention_args {
   // Query tile and K/V pipeline: 0: mma.sync, 8 warps x 16 rows, 3 stages; 1: mma.sync, 4 warps x 16 rows, 3
   // stages; 2: mma.sync, 4 warps x 32 rows (two m-tiles per warp), 2 stages; 3 (default): Hopper warpgroup MMA, two
   // warpgroups x 64 rows in lockstep, 128-key tiles, 2 stages; 4: warpgroup MMA, warp-specialised (a producer
-  // warpgroup and two free-running consumer warpgroups), 3 stages. Variants 3 and 4 need head_dim 128; other head
-  // dims run variant 0.
+  // warpgroup and two free-running consumer warpgroups), 3 stages; 5: as 4, the consumers taking turns to issue
+  // their MMAs. Variants 3-5 need head_dim 128; other head dims run variant 0.
   int variant = 3;
 };
 
 // Variants 0 .. num_prefill_attention_variants - 1 exist; tests and benchmarks run every one.
-inline constexpr int num_prefill_attention_variants = 5;
+inline constexpr int num_prefill_attention_variants = 6;
 
 cudaError_t prefill_attention(const prefill_attention_args& args, cudaStream_t stream);
 

@@ -1,4 +1,4 @@
-// Paged prefill attention on Hopper warpgroup MMA (wgmma, sm_90a), head_dim 128: variants 3 and 4 of
+// Paged prefill attention on Hopper warpgroup MMA (wgmma, sm_90a), head_dim 128: variants 3 to 5 of
 // prefill_attention. A work item is 128 packed rows of one (sequence, KV head) (query-major, then query head within
 // the GQA group, as in the mma.sync variants), 64 rows per consumer warpgroup. K and V tiles of 128 tokens are
 // gathered from the paged cache with cp.async into a shared-memory ring, in the 128-byte swizzled panel layout
@@ -9,7 +9,7 @@
 // Variant 3: two warpgroups both compute and load, in lockstep (a block barrier per tile, two stages).
 // Variant 4: warp-specialised: a producer warpgroup (few registers) loads tiles into three stages guarded by
 // full/empty mbarriers, and the two consumer warpgroups run free of each other, so one's softmax can overlap the
-// other's MMAs.
+// other's MMAs. Variant 5: as 4, with the consumers taking turns to issue their MMAs (ping-pong).
 // Work items are ordered heaviest first (last query tiles) and walked by a persistent grid.
 #include "kernels/cuda/device_utils.cuh"
 #include "kernels/cuda/prefill_attention_wgmma.h"
@@ -136,8 +136,10 @@ __device__ __forceinline__ void init_rows(row_state& r, const work_item& w, int 
 }
 
 // One K/V tile for one warpgroup: S = Q K^T, online softmax, O += P V; returns after the MMAs completed.
+// `after_issue` runs once the Q K^T MMAs are issued, before waiting for them.
+template <typename AfterIssue>
 __device__ __forceinline__ void attend_tile(row_state& r, uint32_t q_rows, uint32_t k_tile, int tile,
-                                            bool needs_mask, float scale_log2, int col_pair) {
+                                            bool needs_mask, float scale_log2, int col_pair, AfterIssue&& after_issue) {
   const uint32_t v_tile = k_tile + kKvTileBytes;
   float s[64];  // S[64, 128], laid out as o
   wgmma_fence();
@@ -148,6 +150,7 @@ __device__ __forceinline__ void attend_tile(row_state& r, uint32_t q_rows, uint3
     wgmma_m64n128k16_ss(s, desc_q, desc_k, kk > 0);
   }
   wgmma_commit();
+  after_issue();
   wgmma_wait<0>();
   wgmma_register_fence(s);
 
@@ -270,7 +273,7 @@ __global__ void __launch_bounds__(kLockstepThreads, 1) prefill_attention_lockste
       cp_async_commit();
       if (g.count <= 0 || tile * kTileK > g.last_position) continue;
       attend_tile(r, q_smem + g.row0 * 128, kv_smem + (tile % kLockstepStages) * kStageBytes, tile,
-                  tile * kTileK + kTileK - 1 > g.first_position, p.scale_log2, col_pair);
+                  tile * kTileK + kTileK - 1 > g.first_position, p.scale_log2, col_pair, [] {});
     }
     cp_async_wait<0>();
     __syncthreads();  // the next item reuses the shared memory
@@ -278,6 +281,9 @@ __global__ void __launch_bounds__(kLockstepThreads, 1) prefill_attention_lockste
   }
 }
 
+// PINGPONG: the consumers take turns to issue their Q K^T MMAs (named barriers 3 and 4), so that one's softmax runs
+// while the other's MMAs do.
+template <bool PINGPONG>
 __global__ void __launch_bounds__(kSpecialisedThreads, 1)
     prefill_attention_specialised_kernel(const wgmma_prefill_params p) {
   const prefill_attention_args& a = p.args;
@@ -320,6 +326,8 @@ __global__ void __launch_bounds__(kSpecialisedThreads, 1)
   const int lane = threadIdx.x & 31, warp_in_group = thread_in_group >> 5;
   const int col_pair = (lane & 3) * 2;
   const int thread_row0 = group * 64 + warp_in_group * 16 + (lane >> 2);  // and thread_row0 + 8
+  const int my_turn = 3 + group, other_turn = 3 + (1 - group);
+  if (PINGPONG && group == 1) named_barrier_arrive(other_turn, 256);  // the first consumer goes first
   int use = 0;
   for (int64_t item = blockIdx.x; item < num_items; item += gridDim.x) {
     work_item w;
@@ -338,9 +346,15 @@ __global__ void __launch_bounds__(kSpecialisedThreads, 1)
       const int stage = use % kSpecialisedStages;
       mbarrier_wait(full_bars + 8 * stage, (use / kSpecialisedStages) & 1);
       fence_proxy_async_shared();  // the producer's copies (generic proxy) before wgmma's reads (async proxy)
+      if (PINGPONG) named_barrier_sync(my_turn, 256);
+      const auto pass_turn = [&] {
+        if (PINGPONG) named_barrier_arrive(other_turn, 256);
+      };
       if (g.count > 0 && tile * kTileK <= g.last_position)
         attend_tile(r, q_smem + g.row0 * 128, kv_smem + stage * kStageBytes, tile,
-                    tile * kTileK + kTileK - 1 > g.first_position, p.scale_log2, col_pair);
+                    tile * kTileK + kTileK - 1 > g.first_position, p.scale_log2, col_pair, pass_turn);
+      else
+        pass_turn();
       mbarrier_arrive(empty_bars + 8 * stage);
     }
     if (g.count > 0) store_rows(a, w, r, thread_row0, col_pair);
@@ -368,7 +382,9 @@ bool prefill_attention_wgmma_supports(const prefill_attention_args& a) { return 
 cudaError_t prefill_attention_wgmma(const prefill_attention_args& a, cudaStream_t stream) {
   if (!prefill_attention_wgmma_supports(a)) return cudaErrorInvalidValue;
   if (a.variant == 4)
-    return launch(prefill_attention_specialised_kernel, kSpecialisedThreads, kSpecialisedSmem, a, stream);
+    return launch(prefill_attention_specialised_kernel<false>, kSpecialisedThreads, kSpecialisedSmem, a, stream);
+  if (a.variant == 5)
+    return launch(prefill_attention_specialised_kernel<true>, kSpecialisedThreads, kSpecialisedSmem, a, stream);
   return launch(prefill_attention_lockstep_kernel, kLockstepThreads, kLockstepSmem, a, stream);
 }
 
