@@ -9,7 +9,7 @@
 #   are extra: "power" samples clocks and power with nvidia-smi while bench_overlap --hold runs GEMMs alone, decode
 #   attention alone, both together, the sequential layer and the best overlapped layer, 6 s each);
 #   KERNELS ("prefill decode"): the bench_kernels groups of the kernels stage; "kernel_tests" (extra) runs
-#   test_kernels_cuda alone, KERNEL_TESTS (default "*") its gtest filter;
+#   test_kernels_cuda alone, KERNEL_TESTS (default "*") its gtest filter, KERNEL_TESTS_TIMEOUT (240) its seconds;
 #   PROFILE_SCHEDULES ("sequential overlap"), PROFILE_PROMPTS (1000): the profile stage's `--profile-ops` runs at
 #   fixed 1024/512 (enough prompts to reach the steady state of ~540 decodes per full step);
 #   COMPARE ("overlap-front"): schedules the tune stage benchmarks beside the tuned and the sequential one;
@@ -47,7 +47,7 @@ for stage in ${STAGES:-tests kernels overlap tune port ablation}; do
         > "$logs/check.txt" 2>&1
       sed -n '/== summary ==/,$p' "$logs/check.txt" ;;
     kernel_tests)
-      timeout 240 "$bundle/bin/tests/test_kernels_cuda" --gtest_filter="${KERNEL_TESTS:-*}" \
+      timeout "${KERNEL_TESTS_TIMEOUT:-240}" "$bundle/bin/tests/test_kernels_cuda" --gtest_filter="${KERNEL_TESTS:-*}" \
         > "$logs/kernel_tests.log" 2>&1
       echo "-- test_kernels_cuda --gtest_filter=${KERNEL_TESTS:-*}: rc=$?"
       grep -E "^\[  (PASSED|FAILED) |Failure|error|variant" "$logs/kernel_tests.log" | head -60 ;;
