@@ -156,45 +156,81 @@ TEST(cuda_pipeline, shipped_and_random_specs_match_the_sequential_schedule) {
   }
 }
 
+// Greedy tokens of 20 random requests through the engine; prompts of min_prompt to min_prompt + prompt_span - 1
+// tokens.
+// graphs_captured: how many CUDA graphs the backend holds at the end.
+std::map<request_id, std::vector<int32_t>> greedy_tokens(const model_case& m, const pipeline_spec& spec, int min_prompt,
+                                                         int prompt_span, int max_batched_tokens,
+                                                         size_t* graphs_captured = nullptr) {
+  engine_options options;
+  options.scheduling.max_num_batched_tokens = max_batched_tokens;
+  options.scheduling.max_num_seqs = 32;
+  auto backend = make_backend(m, spec);
+  const cuda_backend* backend_view = backend.get();
+  llm_engine engine(std::move(backend), options);
+  std::mt19937 rng(8);
+  for (int i = 0; i < 20; ++i) {
+    completion_request request;
+    for (int j = 0, n = min_prompt + static_cast<int>(rng() % prompt_span); j < n; ++j)
+      request.prompt_token_ids.push_back(static_cast<int32_t>(rng() % m.config.vocab_size));
+    request.params.temperature = 0.0f;
+    request.params.ignore_eos = true;
+    request.params.max_tokens = 8 + static_cast<int>(rng() % 24);
+    engine.add_request(i, std::move(request));
+  }
+  std::map<request_id, std::vector<int32_t>> out;
+  for (int step = 0; engine.has_unfinished() && step < 5000; ++step)
+    for (const completion_delta& delta : engine.step())
+      for (int32_t t : delta.token_ids) out[delta.request_id].push_back(t);
+  if (graphs_captured) *graphs_captured = backend_view->num_cuda_graphs();
+  return out;
+}
+
+// Tokens equal before each request's first difference, over all tokens of `reference`.
+std::pair<size_t, size_t> agreeing_prefix(const std::map<request_id, std::vector<int32_t>>& reference,
+                                          const std::map<request_id, std::vector<int32_t>>& other) {
+  size_t total = 0, equal = 0;
+  for (const auto& [id, tokens] : reference) {
+    const std::vector<int32_t>& o = other.at(id);
+    EXPECT_EQ(o.size(), tokens.size()) << "request " << id;
+    const size_t n = std::min(o.size(), tokens.size());
+    equal += std::mismatch(tokens.begin(), tokens.begin() + n, o.begin()).first - tokens.begin();
+    total += tokens.size();
+  }
+  return {equal, total};
+}
+
 TEST(cuda_pipeline, overlapped_engine_gives_sequential_greedy_tokens) {
   SKIP_WITHOUT_GPU();
   const model_case m = model_cases()[1];
-  auto tokens_with = [&](const pipeline_spec& spec) {
-    engine_options options;
-    options.scheduling.max_num_batched_tokens = 96;
-    options.scheduling.max_num_seqs = 16;
-    llm_engine engine(make_backend(m, spec), options);
-    std::mt19937 rng(8);
-    for (int i = 0; i < 20; ++i) {
-      completion_request request;
-      for (int j = 0, n = 5 + static_cast<int>(rng() % 120); j < n; ++j)
-        request.prompt_token_ids.push_back(static_cast<int32_t>(rng() % m.config.vocab_size));
-      request.params.temperature = 0.0f;
-      request.params.ignore_eos = true;
-      request.params.max_tokens = 8 + static_cast<int>(rng() % 24);
-      engine.add_request(i, std::move(request));
-    }
-    std::map<request_id, std::vector<int32_t>> out;
-    for (int step = 0; engine.has_unfinished() && step < 5000; ++step)
-      for (const completion_delta& delta : engine.step())
-        for (int32_t t : delta.token_ids) out[delta.request_id].push_back(t);
-    return out;
-  };
-  const auto sequential = tokens_with(test::config_spec("sequential"));
-  const auto overlapped = tokens_with(test::config_spec("overlap"));
+  const auto sequential = greedy_tokens(m, test::config_spec("sequential"), 5, 120, 96);
+  const auto overlapped = greedy_tokens(m, test::config_spec("overlap"), 5, 120, 96);
   ASSERT_EQ(sequential.size(), 20u);
-  size_t total = 0, equal = 0;
-  for (const auto& [id, tokens] : sequential) {
-    const std::vector<int32_t>& other = overlapped.at(id);
-    ASSERT_EQ(other.size(), tokens.size());
-    const size_t prefix = std::mismatch(tokens.begin(), tokens.end(), other.begin()).first - tokens.begin();
-    equal += prefix;
-    total += tokens.size();
-  }
+  ASSERT_EQ(overlapped.size(), 20u);
+  const auto [equal, total] = agreeing_prefix(sequential, overlapped);
   // Random weights make near ties rare but not impossible: nearly every token must agree.
   EXPECT_GE(double(equal), 0.9 * double(total));
   std::printf("overlapped vs sequential engine: %zu of %zu greedy tokens equal before the first difference\n", equal,
               total);
+}
+
+// Short prompts that all fit the first step, then decode-only steps: the first step runs the sequential spec (no
+// decode rows), the first overlapped step is a decode-only one captured into a CUDA graph. The overlapped spec's
+// second stream and its cuBLASLt workspace must exist by then (no allocation is allowed while capturing).
+TEST(cuda_pipeline, switching_spec_first_overlaps_inside_a_graph_capture) {
+  SKIP_WITHOUT_GPU();
+  const model_case m = model_cases()[1];
+  pipeline_spec switching = test::config_spec("overlap-a56");
+  switching.min_decode_rows = 2;
+  size_t graphs = 0;
+  const auto sequential = greedy_tokens(m, test::config_spec("sequential"), 1, 16, 512);
+  const auto switched = greedy_tokens(m, switching, 1, 16, 512, &graphs);
+  ASSERT_EQ(switched.size(), 20u);
+  EXPECT_GT(graphs, 0u);
+  const auto [equal, total] = agreeing_prefix(sequential, switched);
+  EXPECT_GE(double(equal), 0.9 * double(total));
+  std::printf("switching spec inside graphs (%zu captured) vs sequential: %zu of %zu greedy tokens equal\n", graphs,
+              equal, total);
 }
 
 }  // namespace

@@ -160,7 +160,8 @@ void cuda_backend::make_executor() {
     const resource_class resource = op.resource.value_or(llama_op_graph().ops[llama_op_graph().find_op(op.op)].resource);
     if (stream >= 0 && resource != resource_class::memory) memory_only[stream] = false;
   }
-  executor_ = std::make_unique<cuda::stream_executor>(stream_, memory_only);
+  const size_t max_nano_ops = std::max(options_.schedule.nano_ops.size(), sequential_.nano_ops.size());
+  executor_ = std::make_unique<cuda::stream_executor>(stream_, memory_only, max_nano_ops * config_.num_layers);
 }
 
 void cuda_backend::set_schedule(const pipeline_spec& spec) {

@@ -18,12 +18,14 @@ cudaEvent_t make_event() {
 
 }  // namespace
 
-stream_executor::stream_executor(cudaStream_t main_stream, std::vector<bool> high_priority)
+stream_executor::stream_executor(cudaStream_t main_stream, std::vector<bool> high_priority, size_t max_nodes)
     : high_priority_(std::move(high_priority)) {
   streams_.push_back(main_stream);
   gemms_.push_back(std::make_unique<kernels::gemm_runner>());
   NF_CUDA_CHECK(gemms_.back()->init());
   lane_events_.push_back(make_event());
+  ensure_lanes(static_cast<int>(high_priority_.size()));
+  ensure_node_events(max_nodes);
 }
 
 stream_executor::~stream_executor() {

@@ -25,8 +25,10 @@ struct stream_lane {
 class stream_executor {
  public:
   // high_priority[i]: lane i > 0 is created with the device's greatest stream priority, so the block scheduler
-  // places its blocks first when SMs free up (memory-bound lanes beside long GEMMs).
-  stream_executor(cudaStream_t main_stream, std::vector<bool> high_priority);
+  // places its blocks first when SMs free up (memory-bound lanes beside long GEMMs). Every lane the spec names
+  // (its streams, cuBLASLt runners and workspaces) and `max_nodes` node events are created here, so that a step
+  // captured into a CUDA graph never allocates: allocation is not permitted while a stream is capturing.
+  stream_executor(cudaStream_t main_stream, std::vector<bool> high_priority, size_t max_nodes);
   ~stream_executor();
   stream_executor(const stream_executor&) = delete;
   stream_executor& operator=(const stream_executor&) = delete;
