@@ -205,6 +205,22 @@ std::vector<decode_point> measure_decode_ladder(const tune_cli_options& o, backe
   return points;
 }
 
+// The chosen spec (without its row thresholds, which would send the step to the sequential spec) and the
+// sequential one timed on a decode-only step of the workload's decode rows.
+decode_point measure_decode_only(const tune_cli_options& o, backend& model, const pipeline_spec& spec) {
+  pipeline_spec unconditional = spec;
+  unconditional.min_decode_rows = 0;
+  unconditional.min_prefill_rows = 0;
+  decode_point p;
+  p.num_decode = o.decode_rows;
+  const model_batch batch = timing_batch(o, model, p.num_decode, 0);
+  p.spec_us = step_us(o, model, unconditional, batch);
+  p.sequential_us = step_us(o, model, sequential_spec(llama_op_graph()), batch);
+  std::printf("decode-only: %d decode rows: chosen spec %.3f ms, sequential %.3f ms (%.3fx)\n", p.num_decode,
+              p.spec_us / 1e3, p.sequential_us / 1e3, p.sequential_us / p.spec_us);
+  return p;
+}
+
 int search_and_write(const tune_cli_options& o, const operation_profile& profile, int default_measure) {
   tune_options options;
   options.workload = {o.decode_rows, o.prefill_rows, o.mean_context};
@@ -253,6 +269,14 @@ int search_and_write(const tune_cli_options& o, const operation_profile& profile
     spec.min_decode_rows = min_decode_rows_from(ladder);
     prediction["decode_ladder"] = decode_ladder_json(ladder, spec.min_decode_rows);
     std::printf("min_decode_rows %d: steps with fewer decode rows run the sequential spec\n", spec.min_decode_rows);
+    const decode_point decode_only = measure_decode_only(o, *model, spec);
+    spec.min_prefill_rows = min_prefill_rows_from(decode_only);
+    prediction["decode_only"] = {{"num_decode", decode_only.num_decode},
+                                 {"spec_step_us", decode_only.spec_us},
+                                 {"sequential_step_us", decode_only.sequential_us},
+                                 {"min_prefill_rows", spec.min_prefill_rows}};
+    std::printf("min_prefill_rows %d%s\n", spec.min_prefill_rows,
+                spec.min_prefill_rows ? ": decode-only steps run the sequential spec" : "");
   }
   if (best.predicted_step_us < 0)
     prediction["measured"]["chosen_note"] =

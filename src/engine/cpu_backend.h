@@ -41,7 +41,7 @@ class cpu_backend final : public backend {
   std::vector<float> sample_logits_;            // [num_sampled, vocab]: forward_sample's, kept between steps
   std::vector<std::vector<float>> kv_layers_;   // per layer: [num_blocks, 2, num_kv_heads, block_size, head_dim]
   pipeline_spec spec_;
-  const pipeline_spec sequential_ = sequential_spec(llama_op_graph());  // for steps below spec_.min_decode_rows
+  const pipeline_spec sequential_ = sequential_spec(llama_op_graph());  // for steps below spec_'s row thresholds
   uint64_t order_seed_;
   uint64_t num_steps_ = 0;
 };

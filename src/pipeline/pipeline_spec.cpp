@@ -78,11 +78,13 @@ pipeline_spec parse_pipeline_spec(const json& doc) {
       fail("spec: \"dependencies\" must be \"derived\" or \"explicit\", not \"{}\"", mode);
     spec.derive_dependencies = mode == "derived";
   }
-  if (doc.contains("min_decode_rows")) {
-    if (!doc["min_decode_rows"].is_number_integer() || doc["min_decode_rows"].get<long long>() < 0 ||
-        doc["min_decode_rows"].get<long long>() > std::numeric_limits<int>::max())
-      fail("spec: \"min_decode_rows\" must be a non-negative integer");
-    spec.min_decode_rows = doc["min_decode_rows"].get<int>();
+  for (auto [key, field] : {std::pair{"min_decode_rows", &spec.min_decode_rows},
+                             std::pair{"min_prefill_rows", &spec.min_prefill_rows}}) {
+    if (!doc.contains(key)) continue;
+    if (!doc[key].is_number_integer() || doc[key].get<long long>() < 0 ||
+        doc[key].get<long long>() > std::numeric_limits<int>::max())
+      fail("spec: \"{}\" must be a non-negative integer", key);
+    *field = doc[key].get<int>();
   }
   if (doc.contains("streams")) {
     if (!doc["streams"].is_array()) fail("spec: \"streams\" must be an array of names");
@@ -180,6 +182,7 @@ json to_json(const pipeline_spec& spec) {
   if (!spec.description.empty()) doc["description"] = spec.description;
   doc["dependencies"] = spec.derive_dependencies ? "derived" : "explicit";
   if (spec.min_decode_rows > 0) doc["min_decode_rows"] = spec.min_decode_rows;
+  if (spec.min_prefill_rows > 0) doc["min_prefill_rows"] = spec.min_prefill_rows;
   doc["streams"] = spec.streams;
   json ops = json::array();
   for (const nano_op_spec& op : spec.nano_ops) {
@@ -238,8 +241,9 @@ pipeline_spec sequential_spec(const op_graph& graph) {
   return spec;
 }
 
-const pipeline_spec& spec_for_step(const pipeline_spec& spec, const pipeline_spec& sequential, int num_decode) {
-  return num_decode < spec.min_decode_rows ? sequential : spec;
+const pipeline_spec& spec_for_step(const pipeline_spec& spec, const pipeline_spec& sequential, int num_decode,
+                                   int num_prefill) {
+  return num_decode < spec.min_decode_rows || num_prefill < spec.min_prefill_rows ? sequential : spec;
 }
 
 std::string_view to_string(range_frame frame) {

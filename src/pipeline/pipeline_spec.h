@@ -52,9 +52,11 @@ struct pipeline_spec {
   // true: nano-op dependencies follow from the op graph (see resolve_pipeline); false: only `edges` and the
   // stream order order nano-ops, and the validator checks that they suffice.
   bool derive_dependencies = true;
-  // Steps with fewer decode rows than this run the sequential spec instead (0: always this spec). An overlap
-  // that hides decode attention behind GEMMs costs more than it saves when there is little attention to hide.
+  // Steps with fewer decode rows than min_decode_rows, or fewer prefill rows than min_prefill_rows, run the
+  // sequential spec instead (0: no limit). An overlap that hides decode attention behind GEMMs costs more than it
+  // saves when there is little attention to hide, or little work beside it (a decode-only step).
   int min_decode_rows = 0;
+  int min_prefill_rows = 0;
   std::vector<std::string> streams;
   std::vector<nano_op_spec> nano_ops;
   std::vector<edge_spec> edges;
@@ -70,8 +72,10 @@ nlohmann::json to_json(const pipeline_spec& spec);
 pipeline_spec load_pipeline_spec(const std::filesystem::path& path, const op_graph& graph);
 // One nano-op per operation over all rows, on one stream, in program order: the serial forward pass.
 pipeline_spec sequential_spec(const op_graph& graph);
-// The spec a step of `num_decode` decode rows runs: `spec` itself, or `sequential` below spec.min_decode_rows.
-const pipeline_spec& spec_for_step(const pipeline_spec& spec, const pipeline_spec& sequential, int num_decode);
+// The spec a step of `num_decode` decode and `num_prefill` prefill rows runs: `spec` itself, or `sequential` below
+// spec.min_decode_rows or spec.min_prefill_rows.
+const pipeline_spec& spec_for_step(const pipeline_spec& spec, const pipeline_spec& sequential, int num_decode,
+                                   int num_prefill);
 
 std::string_view to_string(range_frame frame);
 

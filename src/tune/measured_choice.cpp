@@ -119,6 +119,10 @@ int min_decode_rows_from(std::vector<decode_point> points) {
   return threshold;
 }
 
+int min_prefill_rows_from(const decode_point& decode_only) {
+  return decode_only.spec_us < decode_only.sequential_us ? 0 : 1;
+}
+
 nlohmann::json decode_ladder_json(const std::vector<decode_point>& points, int min_decode_rows) {
   nlohmann::json all = nlohmann::json::array();
   for (const decode_point& p : points)

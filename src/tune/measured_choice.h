@@ -63,4 +63,8 @@ int min_decode_rows_from(std::vector<decode_point> points);
 
 nlohmann::json decode_ladder_json(const std::vector<decode_point>& points, int min_decode_rows);
 
+// The min_prefill_rows for the chosen spec from a decode-only step (no prefill rows): 1, so that decode-only steps
+// run the sequential spec, unless the spec measured faster there (then 0).
+int min_prefill_rows_from(const decode_point& decode_only);
+
 }  // namespace nf

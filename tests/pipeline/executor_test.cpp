@@ -183,6 +183,10 @@ TEST(cpu_executor, three_specs_give_the_same_greedy_tokens_through_the_engine) {
     pipeline_spec switching = test::config_spec("overlap-halves");
     switching.min_decode_rows = 3;
     EXPECT_EQ(engine_tokens(model, switching), sequential) << model;
+    // Decode-only steps (no prefill rows) run the sequential spec, mixed steps the overlap.
+    pipeline_spec mixed_only = test::config_spec("overlap");
+    mixed_only.min_prefill_rows = 1;
+    EXPECT_EQ(engine_tokens(model, mixed_only), sequential) << model;
   }
 }
 

@@ -181,12 +181,35 @@ TEST(validator, min_decode_rows_round_trips_and_picks_the_spec_of_a_step) {
   EXPECT_EQ(spec.min_decode_rows, 384);
   EXPECT_EQ(to_json(parse_pipeline_spec(to_json(spec))), to_json(spec));
   const pipeline_spec sequential = sequential_spec(llama_op_graph());
-  EXPECT_EQ(&spec_for_step(spec, sequential, 0), &sequential);
-  EXPECT_EQ(&spec_for_step(spec, sequential, 383), &sequential);
-  EXPECT_EQ(&spec_for_step(spec, sequential, 384), &spec);
+  EXPECT_EQ(&spec_for_step(spec, sequential, 0, 100), &sequential);
+  EXPECT_EQ(&spec_for_step(spec, sequential, 383, 100), &sequential);
+  EXPECT_EQ(&spec_for_step(spec, sequential, 384, 100), &spec);
+  EXPECT_EQ(&spec_for_step(spec, sequential, 384, 0), &spec);  // no prefill threshold
   const pipeline_spec always = test::config_spec("overlap-halves");
   EXPECT_EQ(always.min_decode_rows, 0);
-  EXPECT_EQ(&spec_for_step(always, sequential, 0), &always);
+  EXPECT_EQ(always.min_prefill_rows, 0);
+  EXPECT_EQ(&spec_for_step(always, sequential, 0, 0), &always);
+}
+
+TEST(validator, min_prefill_rows_round_trips_and_keeps_decode_only_steps_sequential) {
+  json doc = to_json(test::config_spec("overlap-halves"));
+  doc["min_prefill_rows"] = 1;
+  const pipeline_spec spec = parse_pipeline_spec(doc);
+  EXPECT_EQ(spec.min_prefill_rows, 1);
+  EXPECT_EQ(spec.min_decode_rows, 0);
+  EXPECT_EQ(to_json(parse_pipeline_spec(to_json(spec))), to_json(spec));
+  EXPECT_FALSE(to_json(test::config_spec("overlap-halves")).contains("min_prefill_rows"));
+  const pipeline_spec sequential = sequential_spec(llama_op_graph());
+  EXPECT_EQ(&spec_for_step(spec, sequential, 500, 0), &sequential);
+  EXPECT_EQ(&spec_for_step(spec, sequential, 500, 1), &spec);
+  EXPECT_EQ(&spec_for_step(spec, sequential, 0, 1), &spec);
+  json both = doc;
+  both["min_decode_rows"] = 64;
+  both["min_prefill_rows"] = 256;
+  const pipeline_spec strict = parse_pipeline_spec(both);
+  EXPECT_EQ(&spec_for_step(strict, sequential, 64, 255), &sequential);
+  EXPECT_EQ(&spec_for_step(strict, sequential, 63, 256), &sequential);
+  EXPECT_EQ(&spec_for_step(strict, sequential, 64, 256), &strict);
 }
 
 TEST(validator, spec_parse_errors_name_the_field) {
@@ -201,10 +224,13 @@ TEST(validator, spec_parse_errors_name_the_field) {
             "nano_ops[0]: \"o_gemm\" has several nano-ops; give this one a \"name\" or a \"nano_batch\"");
   EXPECT_EQ(error_of([] { test::spec_from(R"({"name": "x", "dependencies": "magic", "nano_ops": []})"); }),
             "spec: \"dependencies\" must be \"derived\" or \"explicit\", not \"magic\"");
-  for (const char* bad : {"-1", "1.5", "\"many\"", "4294967296"})
-    EXPECT_EQ(error_of([bad] { test::spec_from(std::string(R"({"name": "x", "min_decode_rows": )") + bad + R"(, "nano_ops": []})"); }),
-              "spec: \"min_decode_rows\" must be a non-negative integer")
-        << bad;
+  for (const std::string key : {"min_decode_rows", "min_prefill_rows"})
+    for (const char* bad : {"-1", "1.5", "\"many\"", "4294967296"})
+      EXPECT_EQ(error_of([&] {
+                  test::spec_from(R"({"name": "x", ")" + key + R"(": )" + bad + R"(, "nano_ops": []})");
+                }),
+                "spec: \"" + key + "\" must be a non-negative integer")
+          << key << " = " << bad;
 }
 
 TEST(validator, loader_errors_name_the_file) {

@@ -156,6 +156,11 @@ TEST(min_decode_rows, starts_the_spec_where_it_wins_from_there_up) {
   // Loses at the largest point too: never.
   EXPECT_EQ(min_decode_rows_from(points_of({{64, 50, 60}, {512, 61, 60}})), 513);
 
+  // Decode-only steps keep the spec only where it measured faster there; a tie counts as a loss.
+  EXPECT_EQ(min_prefill_rows_from({512, 0, 30.0, 31.0}), 0);
+  EXPECT_EQ(min_prefill_rows_from({512, 0, 31.0, 31.0}), 1);
+  EXPECT_EQ(min_prefill_rows_from({512, 0, 33.0, 31.0}), 1);
+
   const nlohmann::json doc = decode_ladder_json(points_of({{64, 62, 56}, {512, 70, 77}}), 512);
   EXPECT_EQ(doc["min_decode_rows"], 512);
   ASSERT_EQ(doc["points"].size(), 2u);

@@ -137,6 +137,15 @@ TEST_F(tune_cli, search_with_measure_writes_the_fastest_measured_candidate) {
   EXPECT_NE(spec.description.find("chosen by timing"), std::string::npos) << spec.description;
   EXPECT_NE(spec.description.find(fastest), std::string::npos) << spec.description;
   EXPECT_NE(result.out.find("measured sequential"), std::string::npos) << result.out;
+  if (fastest != "sequential") {  // a split won: its row thresholds come from the ladder and a decode-only step
+    ASSERT_TRUE(prediction.contains("decode_only")) << prediction.dump(1);
+    const json& decode_only = prediction["decode_only"];
+    EXPECT_EQ(decode_only["num_decode"], 8);
+    EXPECT_EQ(decode_only["min_prefill_rows"], spec.min_prefill_rows);
+    EXPECT_EQ(spec.min_prefill_rows,
+              decode_only["spec_step_us"].get<double>() < decode_only["sequential_step_us"].get<double>() ? 0 : 1);
+    EXPECT_EQ(prediction["decode_ladder"]["min_decode_rows"], spec.min_decode_rows);
+  }
 }
 
 // Lines of the output that start with "error: ".

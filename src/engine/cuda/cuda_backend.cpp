@@ -180,7 +180,7 @@ const stream_schedule& cuda_backend::schedule_for(step_rows rows) {
   if (auto it = schedules_.find(key); it != schedules_.end()) return it->second;
   if (schedules_.size() >= 4096) schedules_.clear();
   const op_graph& graph = llama_op_graph();
-  const pipeline_spec& spec = spec_for_step(options_.schedule, sequential_, rows.num_decode);
+  const pipeline_spec& spec = spec_for_step(options_.schedule, sequential_, rows.num_decode, rows.num_prefill);
   return schedules_.emplace(key, make_stream_schedule(resolve_pipeline(spec, graph, rows), config_.num_layers))
       .first->second;
 }

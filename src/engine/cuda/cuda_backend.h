@@ -94,7 +94,7 @@ class cuda_backend final : public backend {
   int num_sms_ = 0;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::stream_executor> executor_;
-  const pipeline_spec sequential_ = sequential_spec(llama_op_graph());  // for steps below min_decode_rows
+  const pipeline_spec sequential_ = sequential_spec(llama_op_graph());  // for steps below the spec's row thresholds
   std::map<std::pair<int, int>, stream_schedule> schedules_;  // (decode rows, prefill rows) -> schedule
   std::vector<attention_slice> slices_;                       // [num_nano_ops] of the current step
   cuda::device_weights weights_;
