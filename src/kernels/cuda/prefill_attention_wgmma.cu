@@ -1,4 +1,4 @@
-// Paged prefill attention on Hopper warpgroup MMA (wgmma, sm_90a), head_dim 128: variants 3 to 5 of
+// Paged prefill attention on Hopper warpgroup MMA (wgmma, sm_90a), head_dim 128: variants 3 to 7 of
 // prefill_attention. A work item is 128 packed rows of one (sequence, KV head) (query-major, then query head within
 // the GQA group, as in the mma.sync variants), 64 rows per consumer warpgroup. K and V tiles of 128 tokens are
 // gathered from the paged cache with cp.async into a shared-memory ring, in the 128-byte swizzled panel layout
@@ -10,6 +10,7 @@
 // Variant 4: warp-specialised: a producer warpgroup (few registers) loads tiles into three stages guarded by
 // full/empty mbarriers, and the two consumer warpgroups run free of each other, so one's softmax can overlap the
 // other's MMAs. Variant 5: as 4, with the consumers taking turns to issue their MMAs (ping-pong).
+// Variant 6: as 3, with each tile's copies issued under the Q K^T MMAs; variant 7: as 6, with three stages.
 // Work items are ordered heaviest first (last query tiles) and walked by a persistent grid.
 #include "kernels/cuda/device_utils.cuh"
 #include "kernels/cuda/prefill_attention_wgmma.h"
@@ -27,10 +28,9 @@ constexpr int kKvTileBytes = kTileK * kHeadDim * 2;  // K or V tile [kTileK, kHe
 constexpr int kStageBytes = 2 * kKvTileBytes;        // K then V
 constexpr int kPanelBytes = kTileK * 128;            // one 64-column panel of a K or V tile
 
-// Variant 3: two warpgroups, two stages.
+// Variants 3, 6, 7: two warpgroups, two or three stages.
 constexpr int kLockstepThreads = 256;
-constexpr int kLockstepStages = 2;
-constexpr int kLockstepSmem = 1024 + kQBytes + kLockstepStages * kStageBytes;  // 1024: slack to align the panels
+constexpr int lockstep_smem(int stages) { return 1024 + kQBytes + stages * kStageBytes; }  // 1024: to align panels
 
 // Variant 4: a producer warpgroup and two consumer warpgroups, three stages, a full and an empty barrier per stage.
 constexpr int kSpecialisedThreads = 384;
@@ -242,7 +242,12 @@ __device__ __forceinline__ group_rows rows_of_group(const work_item& w, int grou
   return g;
 }
 
+// STAGES K/V stages, loaded STAGES - 1 tiles ahead. LOADS_UNDER_MMA: each tile's copies (and the block-table
+// reads they wait for) are issued after the warpgroup's Q K^T MMAs, so they run under the MMAs instead of delaying
+// their issue.
+template <int STAGES, bool LOADS_UNDER_MMA>
 __global__ void __launch_bounds__(kLockstepThreads, 1) prefill_attention_lockstep_kernel(const wgmma_prefill_params p) {
+  static_assert(STAGES == 2 || STAGES == 3, "two or three K/V stages");
   const prefill_attention_args& a = p.args;
   extern __shared__ unsigned char smem_raw[];
   const uint32_t q_smem = (smem_addr(smem_raw) + 1023u) & ~1023u;
@@ -260,20 +265,31 @@ __global__ void __launch_bounds__(kLockstepThreads, 1) prefill_attention_lockste
     load_q_rows<kTileQ, kLockstepThreads>(a, w, 0, q_smem, threadIdx.x);
     load_kv_tile<kLockstepThreads>(a, w, 0, kv_smem, threadIdx.x);
     cp_async_commit();
+    if constexpr (STAGES == 3) {
+      if (w.num_kv_tiles > 1) load_kv_tile<kLockstepThreads>(a, w, 1, kv_smem + kStageBytes, threadIdx.x);
+      cp_async_commit();
+    }
     const group_rows g = rows_of_group(w, group, group_size);
     row_state r;
     init_rows(r, w, thread_row0, group_size);
     for (int tile = 0; tile < w.num_kv_tiles; ++tile) {
-      cp_async_wait<0>();
-      fence_proxy_async_shared();  // the copies (generic proxy) before wgmma's shared-memory reads (async proxy)
-      __syncthreads();             // tile's data visible to all; both warpgroups are done with tile - 1's stage
-      if (tile + 1 < w.num_kv_tiles)
-        load_kv_tile<kLockstepThreads>(a, w, tile + 1, kv_smem + ((tile + 1) % kLockstepStages) * kStageBytes,
-                                       threadIdx.x);
-      cp_async_commit();
-      if (g.count <= 0 || tile * kTileK > g.last_position) continue;
-      attend_tile(r, q_smem + g.row0 * 128, kv_smem + (tile % kLockstepStages) * kStageBytes, tile,
-                  tile * kTileK + kTileK - 1 > g.first_position, p.scale_log2, col_pair, [] {});
+      cp_async_wait<STAGES - 2>();  // tile's copies landed; the next tile's may still be in flight
+      fence_proxy_async_shared();   // the copies (generic proxy) before wgmma's shared-memory reads (async proxy)
+      __syncthreads();              // tile's data visible to all; both warpgroups are done with tile - 1's stage
+      // The tile STAGES - 1 ahead goes into tile - 1's stage.
+      const int ahead = tile + STAGES - 1;
+      const auto issue_loads = [&] {
+        if (ahead < w.num_kv_tiles)
+          load_kv_tile<kLockstepThreads>(a, w, ahead, kv_smem + (ahead % STAGES) * kStageBytes, threadIdx.x);
+        cp_async_commit();
+      };
+      const bool computes = g.count > 0 && tile * kTileK <= g.last_position;
+      if (!LOADS_UNDER_MMA || !computes) issue_loads();
+      if (!computes) continue;
+      attend_tile(r, q_smem + g.row0 * 128, kv_smem + (tile % STAGES) * kStageBytes, tile,
+                  tile * kTileK + kTileK - 1 > g.first_position, p.scale_log2, col_pair, [&] {
+                    if (LOADS_UNDER_MMA) issue_loads();
+                  });
     }
     cp_async_wait<0>();
     __syncthreads();  // the next item reuses the shared memory
@@ -385,7 +401,11 @@ cudaError_t prefill_attention_wgmma(const prefill_attention_args& a, cudaStream_
     return launch(prefill_attention_specialised_kernel<false>, kSpecialisedThreads, kSpecialisedSmem, a, stream);
   if (a.variant == 5)
     return launch(prefill_attention_specialised_kernel<true>, kSpecialisedThreads, kSpecialisedSmem, a, stream);
-  return launch(prefill_attention_lockstep_kernel, kLockstepThreads, kLockstepSmem, a, stream);
+  if (a.variant == 6)
+    return launch(prefill_attention_lockstep_kernel<2, true>, kLockstepThreads, lockstep_smem(2), a, stream);
+  if (a.variant == 7)
+    return launch(prefill_attention_lockstep_kernel<3, true>, kLockstepThreads, lockstep_smem(3), a, stream);
+  return launch(prefill_attention_lockstep_kernel<2, false>, kLockstepThreads, lockstep_smem(2), a, stream);
 }
 
 }  // namespace nf::kernels::detail
