@@ -1,4 +1,4 @@
-// Paged prefill attention on Hopper warpgroup MMA (wgmma, sm_90a), head_dim 128: variants 3 to 7 of
+// Paged prefill attention on Hopper warpgroup MMA (wgmma, sm_90a), head_dim 128: variants 3 to 8 of
 // prefill_attention. A work item is 128 packed rows of one (sequence, KV head) (query-major, then query head within
 // the GQA group, as in the mma.sync variants), 64 rows per consumer warpgroup. K and V tiles of 128 tokens are
 // gathered from the paged cache with cp.async into a shared-memory ring, in the 128-byte swizzled panel layout
@@ -11,6 +11,7 @@
 // full/empty mbarriers, and the two consumer warpgroups run free of each other, so one's softmax can overlap the
 // other's MMAs. Variant 5: as 4, with the consumers taking turns to issue their MMAs (ping-pong).
 // Variant 6: as 3, with each tile's copies issued under the Q K^T MMAs; variant 7: as 6, with three stages.
+// Variant 8: as 7, with each warpgroup's softmax overlapping its own previous tile's P V MMAs.
 // Work items are ordered heaviest first (last query tiles) and walked by a persistent grid.
 #include "kernels/cuda/device_utils.cuh"
 #include "kernels/cuda/prefill_attention_wgmma.h"
@@ -135,14 +136,8 @@ __device__ __forceinline__ void init_rows(row_state& r, const work_item& w, int 
   }
 }
 
-// One K/V tile for one warpgroup: S = Q K^T, online softmax, O += P V; returns after the MMAs completed.
-// `after_issue` runs once the Q K^T MMAs are issued, before waiting for them.
-template <typename AfterIssue>
-__device__ __forceinline__ void attend_tile(row_state& r, uint32_t q_rows, uint32_t k_tile, int tile,
-                                            bool needs_mask, float scale_log2, int col_pair, AfterIssue&& after_issue) {
-  const uint32_t v_tile = k_tile + kKvTileBytes;
-  float s[64];  // S[64, 128], laid out as o
-  wgmma_fence();
+// Issues S[64, 128] = Q K^T for one warpgroup (8 k-steps, both operands in shared memory) as one wgmma group.
+__device__ __forceinline__ void issue_qk(float (&s)[64], uint32_t q_rows, uint32_t k_tile) {
 #pragma unroll
   for (int kk = 0; kk < kHeadDim / 16; ++kk) {
     const uint64_t desc_q = sw128_descriptor(q_rows + (kk >> 2) * kTileQ * 128 + (kk & 3) * 32, 16, 1024);
@@ -150,10 +145,23 @@ __device__ __forceinline__ void attend_tile(row_state& r, uint32_t q_rows, uint3
     wgmma_m64n128k16_ss(s, desc_q, desc_k, kk > 0);
   }
   wgmma_commit();
-  after_issue();
-  wgmma_wait<0>();
-  wgmma_register_fence(s);
+}
 
+// Issues O[64, 128] += P V for one warpgroup (8 k-steps over the tile's keys; V N-major in shared memory) as one
+// wgmma group. p_frag must stay unchanged until the group completes.
+__device__ __forceinline__ void issue_pv(float (&o)[64], const uint32_t (&p_frag)[kTileK / 16][4], uint32_t v_tile) {
+#pragma unroll
+  for (int kk = 0; kk < kTileK / 16; ++kk) {
+    const uint64_t desc_v = sw128_descriptor(v_tile + kk * 16 * 128, kPanelBytes, 1024);
+    wgmma_m64n128k16_rs_nmajor(o, p_frag[kk], desc_v);
+  }
+  wgmma_commit();
+}
+
+// Online softmax of one tile's scores: masks (causal) and scales s, updates the rows' running max and sum, turns s
+// into the unnormalised probabilities, and returns the factor by which O must be rescaled. Does not touch O.
+__device__ __forceinline__ void online_softmax(row_state& r, float (&s)[64], int tile, bool needs_mask,
+                                               float scale_log2, int col_pair, float (&correction)[2]) {
   float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
   for (int j = 0; j < kTileK / 8; ++j) {
@@ -165,7 +173,7 @@ __device__ __forceinline__ void attend_tile(row_state& r, uint32_t q_rows, uint3
       tile_max[e >> 1] = fmaxf(tile_max[e >> 1], v);
     }
   }
-  float correction[2], m_use[2];
+  float m_use[2];
 #pragma unroll
   for (int e = 0; e < 2; ++e) {
     tile_max[e] = fmaxf(tile_max[e], __shfl_xor_sync(0xffffffffu, tile_max[e], 1));
@@ -177,8 +185,6 @@ __device__ __forceinline__ void attend_tile(row_state& r, uint32_t q_rows, uint3
     r.l[e] *= correction[e];
   }
 #pragma unroll
-  for (int i = 0; i < 64; ++i) r.o[i] *= correction[(i >> 1) & 1];
-#pragma unroll
   for (int j = 0; j < kTileK / 8; ++j) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
@@ -186,7 +192,16 @@ __device__ __forceinline__ void attend_tile(row_state& r, uint32_t q_rows, uint3
       r.l[e >> 1] += s[4 * j + e];
     }
   }
-  uint32_t p_frag[kTileK / 16][4];  // P as the A operand of the k-steps over this tile's keys
+}
+
+__device__ __forceinline__ void rescale_o(row_state& r, const float (&correction)[2]) {
+#pragma unroll
+  for (int i = 0; i < 64; ++i) r.o[i] *= correction[(i >> 1) & 1];
+}
+
+// P as the A operand of the k-steps over the tile's keys: the accumulator layout of two adjacent 8-key chunks is
+// the A fragment of one 16-key step.
+__device__ __forceinline__ void pack_p(const float (&s)[64], uint32_t (&p_frag)[kTileK / 16][4]) {
 #pragma unroll
   for (int kk = 0; kk < kTileK / 16; ++kk) {
     p_frag[kk][0] = pack_bf16x2(s[8 * kk + 0], s[8 * kk + 1]);
@@ -194,13 +209,26 @@ __device__ __forceinline__ void attend_tile(row_state& r, uint32_t q_rows, uint3
     p_frag[kk][2] = pack_bf16x2(s[8 * kk + 4], s[8 * kk + 5]);
     p_frag[kk][3] = pack_bf16x2(s[8 * kk + 6], s[8 * kk + 7]);
   }
+}
+
+// One K/V tile for one warpgroup: S = Q K^T, online softmax, O += P V; returns after the MMAs completed.
+// `after_issue` runs once the Q K^T MMAs are issued, before waiting for them.
+template <typename AfterIssue>
+__device__ __forceinline__ void attend_tile(row_state& r, uint32_t q_rows, uint32_t k_tile, int tile,
+                                            bool needs_mask, float scale_log2, int col_pair, AfterIssue&& after_issue) {
+  float s[64];  // S[64, 128], laid out as o
   wgmma_fence();
-#pragma unroll
-  for (int kk = 0; kk < kTileK / 16; ++kk) {
-    const uint64_t desc_v = sw128_descriptor(v_tile + kk * 16 * 128, kPanelBytes, 1024);
-    wgmma_m64n128k16_rs_nmajor(r.o, p_frag[kk], desc_v);
-  }
-  wgmma_commit();
+  issue_qk(s, q_rows, k_tile);
+  after_issue();
+  wgmma_wait<0>();
+  wgmma_register_fence(s);
+  float correction[2];
+  online_softmax(r, s, tile, needs_mask, scale_log2, col_pair, correction);
+  rescale_o(r, correction);
+  uint32_t p_frag[kTileK / 16][4];
+  pack_p(s, p_frag);
+  wgmma_fence();
+  issue_pv(r.o, p_frag, k_tile + kKvTileBytes);
   wgmma_wait<0>();
   wgmma_register_fence(r.o);
 }
@@ -291,6 +319,88 @@ __global__ void __launch_bounds__(kLockstepThreads, 1) prefill_attention_lockste
                     if (LOADS_UNDER_MMA) issue_loads();
                   });
     }
+    cp_async_wait<0>();
+    __syncthreads();  // the next item reuses the shared memory
+    store_rows(a, w, r, thread_row0, col_pair);
+  }
+}
+
+// Variant 8: as 7 (lockstep, three stages, copies under the MMAs, one tile ahead here), with each warpgroup's
+// softmax of tile t overlapping its own P V MMAs of tile t - 1: per tile it issues S_t = Q K_t^T, then
+// O += P_{t-1} V_{t-1}, waits for S_t only, computes the softmax, and waits for the P V MMAs just before O is
+// rescaled. The P V of a warpgroup's last tile is issued when it stops. Tile t - 1's V stays in its stage until
+// then: with three stages the copies of tile t + 1 go into tile t - 2's stage.
+__global__ void __launch_bounds__(kLockstepThreads, 1)
+    prefill_attention_pipelined_kernel(const wgmma_prefill_params p) {
+  constexpr int kStages = 3;
+  const prefill_attention_args& a = p.args;
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t q_smem = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  const uint32_t kv_smem = q_smem + kQBytes;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int group = warp >> 2;
+  const int group_size = a.num_q_heads / a.num_kv_heads;
+  const int64_t num_items = static_cast<int64_t>(a.num_kv_heads) * a.num_seqs * p.max_q_tiles;
+  const int col_pair = (lane & 3) * 2;
+  const int thread_row0 = group * 64 + (warp & 3) * 16 + (lane >> 2);  // and thread_row0 + 8
+
+  for (int64_t item = blockIdx.x; item < num_items; item += gridDim.x) {
+    work_item w;
+    if (!decode_item(p, item, w)) continue;
+    load_q_rows<kTileQ, kLockstepThreads>(a, w, 0, q_smem, threadIdx.x);
+    load_kv_tile<kLockstepThreads>(a, w, 0, kv_smem, threadIdx.x);
+    cp_async_commit();
+    const group_rows g = rows_of_group(w, group, group_size);
+    row_state r;
+    init_rows(r, w, thread_row0, group_size);
+    uint32_t p_frag[kTileK / 16][4];  // P of the previous computed tile: the A operand of its P V MMAs
+    int pending_v_tile = -1;           // shared-memory address of that tile's V while its P V is not issued
+    const auto finish_pending_pv = [&] {
+      if (pending_v_tile < 0) return;
+      wgmma_fence();
+      issue_pv(r.o, p_frag, static_cast<uint32_t>(pending_v_tile));
+      wgmma_wait<0>();
+      wgmma_register_fence(r.o);
+      pending_v_tile = -1;
+    };
+    for (int tile = 0; tile < w.num_kv_tiles; ++tile) {
+      cp_async_wait<0>();
+      fence_proxy_async_shared();  // the copies (generic proxy) before wgmma's shared-memory reads (async proxy)
+      __syncthreads();             // tile's data visible to all; both warpgroups are done with tile - 2's stage
+      const auto issue_loads = [&] {
+        if (tile + 1 < w.num_kv_tiles)
+          load_kv_tile<kLockstepThreads>(a, w, tile + 1, kv_smem + ((tile + 1) % kStages) * kStageBytes, threadIdx.x);
+        cp_async_commit();
+      };
+      if (g.count <= 0 || tile * kTileK > g.last_position) {
+        issue_loads();
+        finish_pending_pv();
+        continue;
+      }
+      const uint32_t k_tile = kv_smem + (tile % kStages) * kStageBytes;
+      float s[64];  // S[64, 128], laid out as o
+      wgmma_fence();
+      issue_qk(s, q_smem + g.row0 * 128, k_tile);
+      const bool pv_in_flight = pending_v_tile >= 0;
+      if (pv_in_flight) issue_pv(r.o, p_frag, static_cast<uint32_t>(pending_v_tile));
+      issue_loads();
+      if (pv_in_flight) {
+        wgmma_wait<1>();  // S_t done; the P V group issued after it may still run
+      } else {
+        wgmma_wait<0>();
+      }
+      wgmma_register_fence(s);
+      float correction[2];
+      online_softmax(r, s, tile, tile * kTileK + kTileK - 1 > g.first_position, p.scale_log2, col_pair, correction);
+      if (pv_in_flight) {
+        wgmma_wait<0>();
+        wgmma_register_fence(r.o);
+      }
+      rescale_o(r, correction);
+      pack_p(s, p_frag);
+      pending_v_tile = static_cast<int>(k_tile + kKvTileBytes);
+    }
+    finish_pending_pv();
     cp_async_wait<0>();
     __syncthreads();  // the next item reuses the shared memory
     store_rows(a, w, r, thread_row0, col_pair);
@@ -405,6 +515,8 @@ cudaError_t prefill_attention_wgmma(const prefill_attention_args& a, cudaStream_
     return launch(prefill_attention_lockstep_kernel<2, true>, kLockstepThreads, lockstep_smem(2), a, stream);
   if (a.variant == 7)
     return launch(prefill_attention_lockstep_kernel<3, true>, kLockstepThreads, lockstep_smem(3), a, stream);
+  if (a.variant == 8)
+    return launch(prefill_attention_pipelined_kernel, kLockstepThreads, lockstep_smem(3), a, stream);
   return launch(prefill_attention_lockstep_kernel<2, false>, kLockstepThreads, lockstep_smem(2), a, stream);
 }
 
