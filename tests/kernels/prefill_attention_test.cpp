@@ -1,5 +1,5 @@
 // Paged prefill attention against ref::paged_attention: whole prompts, chunks after a cached prefix, single
-// tokens, GQA groups 1 to 8, head_dim 64 and 128, block sizes 8 to 32, full and small SM budgets.
+// tokens, GQA groups 1 to 8 (group 1 at head_dim 64 and 128), block sizes 8 to 32, full and small SM budgets.
 #include <tuple>
 
 #include "kernels/cuda/prefill_attention.h"
@@ -20,7 +20,10 @@ TEST_P(prefill_attention_test, matches_reference) {
   const auto [num_q_heads, num_kv_heads, head_dim, block_size, num_sms] = GetParam();
   std::mt19937 rng(num_q_heads * 1000 + num_kv_heads * 10 + head_dim + block_size + num_sms + 1);
   // (context_len, num_queries): whole prompts, cached prefixes, single tokens.
-  const std::vector<std::pair<int, int>> shapes = {{1, 1}, {130, 130}, {300, 45}, {129, 1}, {700, 200}, {64, 64}, {97, 33}};
+  // (690, 160): 6 tiles of 128 keys with the first query at 530, so with GQA group 1 the first warpgroup of a
+  // 128-row tile stops one KV tile before the second (the pipelined variant's early-finish path).
+  const std::vector<std::pair<int, int>> shapes = {{1, 1},   {130, 130}, {300, 45}, {129, 1},
+                                                   {700, 200}, {64, 64}, {97, 33}, {690, 160}};
   std::vector<int> lens;
   for (const auto& [len, n] : shapes) lens.push_back(len);
   test::paged_kv_fixture kv({num_kv_heads, head_dim, block_size}, lens, rng);
@@ -83,7 +86,7 @@ TEST_P(prefill_attention_test, matches_reference) {
 INSTANTIATE_TEST_SUITE_P(shapes, prefill_attention_test,
                          ::testing::Values(std::make_tuple(32, 8, 128, 16, 0), std::make_tuple(12, 4, 64, 16, 0),
                                            std::make_tuple(8, 1, 128, 8, 3), std::make_tuple(6, 6, 64, 32, 0),
-                                           std::make_tuple(28, 4, 128, 16, 1)));
+                                           std::make_tuple(28, 4, 128, 16, 1), std::make_tuple(4, 4, 128, 16, 0)));
 
 }  // namespace
 }  // namespace nf

@@ -396,6 +396,7 @@ __global__ void __launch_bounds__(kLockstepThreads, 1)
         wgmma_wait<0>();
         wgmma_register_fence(r.o);
       }
+      wgmma_register_fence(p_frag);  // P_{t-1} is overwritten only after its P V MMAs completed
       rescale_o(r, correction);
       pack_p(s, p_frag);
       pending_v_tile = static_cast<int>(k_tile + kKvTileBytes);

@@ -38,6 +38,14 @@ __device__ __forceinline__ void wgmma_register_fence(float (&d)[64]) {
 #pragma unroll
   for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
+// The same for A-operand fragments read from registers by an in-flight wgmma.
+template <int N>
+__device__ __forceinline__ void wgmma_register_fence(uint32_t (&a)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) asm volatile("" : "+r"(a[i][j])::"memory");
+}
 
 // Register reallocation between warpgroups of a warp-specialised block (all threads of the warpgroup execute it).
 template <int REGISTERS>
