@@ -101,7 +101,8 @@ for stage in ${STAGES:-tests kernels overlap tune port ablation}; do
       done ;;
     ablation)
       SCHEDULES="${SCHEDULES:-sequential overlap-front configs/pipelines/tuned/llama3-8b-h200.json}" \
-        WORKLOADS="${WORKLOADS:-fixed splitwise_conv sharegpt lmsys}" NUM_PROMPTS="$num_prompts" BENCH_TIMEOUT="${ABLATION_TIMEOUT:-150}" \
+        WORKLOADS="${WORKLOADS:-fixed splitwise_conv sharegpt lmsys}" NUM_PROMPTS="$num_prompts" \
+        BENCH_TIMEOUT="${ABLATION_TIMEOUT:-150}" \
         bash "$here/ablation.sh" "$logs/ablation" "$bundle" > "$logs/ablation.txt" 2>&1
       cat "$logs/ablation.txt" ;;
     *) echo "unknown stage $stage" >&2 ;;

@@ -56,7 +56,8 @@ void cpu_backend::forward(const model_batch& batch, std::vector<float>& logits) 
 
   const op_graph& graph = llama_op_graph();
   const step_rows rows = rows_of_batch(batch);
-  const resolved_pipeline pipeline = resolve_pipeline(spec_for_step(spec_, sequential_, rows.num_decode, rows.num_prefill), graph, rows);
+  const resolved_pipeline pipeline =
+      resolve_pipeline(spec_for_step(spec_, sequential_, rows.num_decode, rows.num_prefill), graph, rows);
   const std::vector<std::string> gaps = check_coverage(pipeline, llama_op_graph());
   if (!gaps.empty()) fail("pipeline spec \"{}\": {}", spec_.name, join_problems(gaps));
   const uint64_t seed = order_seed_ == 0 ? 0 : order_seed_ + num_steps_++;
