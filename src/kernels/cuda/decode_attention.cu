@@ -6,13 +6,11 @@
 // through cp.async, and its pipeline runs across the boundaries of its work items (persistent loop). On the
 // whole GPU this reaches ~93% of the copy bandwidth; on a budget of 32 SMs the per-tile instruction count and
 // latency chain of each warp, not the bytes in flight, limit it (docs/perf.md).
-#include <cuda.h>  // CUtensorMap and its enums only: the encoder comes from the driver at run time
-#include <cudaTypedefs.h>
-
 #include <algorithm>
 
 #include "kernels/cuda/decode_attention.h"
 #include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/kv_tensor_map.h"
 
 namespace nf::kernels {
 namespace {
@@ -632,36 +630,9 @@ cudaError_t launch(const decode_attention_args& a, cudaStream_t stream) {
   return launch_merge<HEAD_DIM>(a, p, num_sms, stream);
 }
 
-// cuTensorMapEncodeTiled from the driver, looked up once (no link against the driver library).
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encoder = [] {
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult status{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &status) !=
-            cudaSuccess ||
-        status != cudaDriverEntryPointSuccess)
-      fn = nullptr;
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
-  }();
-  return encoder;
-}
-
-// The cache as rows of 128 bf16 (256 bytes), 128-byte swizzle. 2D: [rows, 128], boxes of 16 rows x 64 columns.
-// 3D: [halves 2 (stride 128 B), rows (stride 256 B), 64], boxes of 2 x 16 x 64, i.e. both column halves of 16 rows
-// in one copy, landing as the same two 2 KiB swizzled boxes. The number of blocks is not known here, so the row
-// extent is the largest the coordinates can address; every copy stays inside blocks that the block tables name.
+// The cache as 2D or 3D rows with boxes of one 16-token tile (kv_tensor_map.h).
 bool encode_kv_map(const decode_attention_args& a, bool box3d, CUtensorMap& map) {
-  const auto encode = tensor_map_encoder();
-  if (encode == nullptr || reinterpret_cast<uintptr_t>(a.kv_cache) % 16 != 0) return false;
-  const cuuint64_t dims[3] = {64, static_cast<cuuint64_t>(INT32_MAX), 2};
-  const cuuint64_t strides[2] = {128 * sizeof(bf16), 64 * sizeof(bf16)};
-  const cuuint32_t box[3] = {64, tile_tokens, 2};
-  const cuuint32_t element_strides[3] = {1, 1, 1};
-  const cuuint64_t dims_2d[2] = {128, static_cast<cuuint64_t>(INT32_MAX)};
-  return encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, box3d ? 3 : 2, const_cast<bf16*>(a.kv_cache),
-                box3d ? dims : dims_2d, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  return encode_kv_rows_map(a.kv_cache, tile_tokens, box3d, map);
 }
 
 template <typename cfg>

@@ -33,13 +33,13 @@ struct prefill_attention_args {
   // warpgroups x 64 rows in lockstep, 128-key tiles, 2 stages; 4: warpgroup MMA, warp-specialised (a producer
   // warpgroup and two free-running consumer warpgroups), 3 stages; 5: as 4, the consumers taking turns to issue
   // their MMAs; 6: as 3, each tile's copies issued under the Q K^T MMAs; 7: as 6 with 3 stages; 8: as 7, each
-  // warpgroup's softmax overlapping its previous tile's P V MMAs. Variants 3-8 need head_dim 128; other head dims
-  // run variant 0.
+  // warpgroup's softmax overlapping its previous tile's P V MMAs; 9: as 8 with K/V by bulk tensor copies (TMA; as
+  // 8 where the block size is not a multiple of 16). Variants 3-9 need head_dim 128; other head dims run variant 0.
   int variant = 3;
 };
 
 // Variants 0 .. num_prefill_attention_variants - 1 exist; tests and benchmarks run every one.
-inline constexpr int num_prefill_attention_variants = 9;
+inline constexpr int num_prefill_attention_variants = 10;
 
 cudaError_t prefill_attention(const prefill_attention_args& args, cudaStream_t stream);
 

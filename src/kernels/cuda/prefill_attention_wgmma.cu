@@ -1,4 +1,4 @@
-// Paged prefill attention on Hopper warpgroup MMA (wgmma, sm_90a), head_dim 128: variants 3 to 8 of
+// Paged prefill attention on Hopper warpgroup MMA (wgmma, sm_90a), head_dim 128: variants 3 to 9 of
 // prefill_attention. A work item is 128 packed rows of one (sequence, KV head) (query-major, then query head within
 // the GQA group, as in the mma.sync variants), 64 rows per consumer warpgroup. K and V tiles of 128 tokens are
 // gathered from the paged cache with cp.async into a shared-memory ring, in the 128-byte swizzled panel layout
@@ -11,9 +11,11 @@
 // full/empty mbarriers, and the two consumer warpgroups run free of each other, so one's softmax can overlap the
 // other's MMAs. Variant 5: as 4, with the consumers taking turns to issue their MMAs (ping-pong).
 // Variant 6: as 3, with each tile's copies issued under the Q K^T MMAs; variant 7: as 6, with three stages.
-// Variant 8: as 7, with each warpgroup's softmax overlapping its own previous tile's P V MMAs.
+// Variant 8: as 7, with each warpgroup's softmax overlapping its own previous tile's P V MMAs. Variant 9: as 8,
+// with the K/V tiles brought in by bulk tensor copies (TMA) on mbarriers.
 // Work items are ordered heaviest first (last query tiles) and walked by a persistent grid.
 #include "kernels/cuda/device_utils.cuh"
+#include "kernels/cuda/kv_tensor_map.h"
 #include "kernels/cuda/prefill_attention_wgmma.h"
 #include "kernels/cuda/wgmma.cuh"
 
@@ -408,6 +410,138 @@ __global__ void __launch_bounds__(kLockstepThreads, 1)
   }
 }
 
+// Issues the bulk tensor copies of K and V of `tile` into `stage`, completing on `full_bar` (thread 0 issues them,
+// one 16-row x 64-column box per 16-token chunk, column half and K or V), and zero-fills the chunks past the
+// context (every thread; they would otherwise hold stale or never-written shared memory, and P = 0 times a NaN is
+// NaN). The block size must be a multiple of 16.
+__device__ __forceinline__ void load_kv_tile_tma(const prefill_attention_args& a, const CUtensorMap* map,
+                                                 const work_item& w, int tile, uint32_t stage, uint32_t full_bar) {
+  constexpr int kChunkTokens = 16;
+  constexpr int kChunks = kTileK / kChunkTokens;
+  constexpr int kBoxBytes = kChunkTokens * 128;  // 16 rows x 64 columns of bf16
+  const int valid_chunks = min(kChunks, (w.context_len - tile * kTileK + kChunkTokens - 1) / kChunkTokens);
+  if (valid_chunks < kChunks) {
+    // Per invalid chunk: 2 (K, V) x 2 panels x 2 KiB, written as 16-byte stores.
+    const int stores_per_chunk = 4 * kBoxBytes / 16;
+    for (int i = threadIdx.x; i < (kChunks - valid_chunks) * stores_per_chunk; i += blockDim.x) {
+      const int chunk = valid_chunks + i / stores_per_chunk, rest = i % stores_per_chunk;
+      const int k_or_v = rest / (2 * kBoxBytes / 16), panel = (rest / (kBoxBytes / 16)) % 2;
+      const uint32_t dst =
+          stage + k_or_v * kKvTileBytes + panel * kPanelBytes + chunk * kBoxBytes + (rest % (kBoxBytes / 16)) * 16;
+      asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(dst), "r"(0) : "memory");
+    }
+    fence_proxy_async_shared();  // the zeros (generic proxy) before wgmma's reads (async proxy)
+  }
+  if (threadIdx.x != 0) return;
+  mbarrier_arrive_expect_tx(full_bar, valid_chunks * 4 * kBoxBytes);
+  const int v_rows = a.num_kv_heads * a.block_size;  // from a K row to its V row
+  for (int chunk = 0; chunk < valid_chunks; ++chunk) {
+    const int token = tile * kTileK + chunk * kChunkTokens;
+    const int block = w.table[token / a.block_size];
+    const int row = (block * 2 * a.num_kv_heads + w.kv_head) * a.block_size + token % a.block_size;
+#pragma unroll
+    for (int panel = 0; panel < 2; ++panel) {
+      const uint32_t dst = stage + panel * kPanelBytes + chunk * kBoxBytes;
+      tma_load_2d(dst, map, 64 * panel, row, full_bar);
+      tma_load_2d(dst + kKvTileBytes, map, 64 * panel, row + v_rows, full_bar);
+    }
+  }
+}
+
+// Variant 9: variant 8 with the K/V tiles brought in by bulk tensor copies (one thread issues 32 per tile, each
+// stage's copies complete on its mbarrier) instead of 32 cp.async per thread and the block-table reads of every
+// thread. Q still comes by cp.async, once per item.
+__global__ void __launch_bounds__(kLockstepThreads, 1)
+    prefill_attention_tma_kernel(const __grid_constant__ CUtensorMap kv_map, const wgmma_prefill_params p) {
+  constexpr int kStages = 3;
+  const prefill_attention_args& a = p.args;
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t q_smem = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  const uint32_t kv_smem = q_smem + kQBytes;
+  const uint32_t full_bars = kv_smem + kStages * kStageBytes;  // [stages] mbarriers: the stage's copies landed
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int group = warp >> 2;
+  const int group_size = a.num_q_heads / a.num_kv_heads;
+  const int64_t num_items = static_cast<int64_t>(a.num_kv_heads) * a.num_seqs * p.max_q_tiles;
+  const int col_pair = (lane & 3) * 2;
+  const int thread_row0 = group * 64 + (warp & 3) * 16 + (lane >> 2);  // and thread_row0 + 8
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; ++s) mbarrier_init(full_bars + 8 * s, 1);
+    fence_mbarrier_init();
+  }
+  __syncthreads();
+  // Tiles loaded and consumed by this block so far, over all its items: stage n % stages, phase parity n / stages.
+  int loaded = 0, consumed = 0;
+
+  for (int64_t item = blockIdx.x; item < num_items; item += gridDim.x) {
+    work_item w;
+    if (!decode_item(p, item, w)) continue;
+    load_q_rows<kTileQ, kLockstepThreads>(a, w, 0, q_smem, threadIdx.x);
+    cp_async_commit();
+    load_kv_tile_tma(a, &kv_map, w, 0, kv_smem + (loaded % kStages) * kStageBytes, full_bars + 8 * (loaded % kStages));
+    ++loaded;
+    const group_rows g = rows_of_group(w, group, group_size);
+    row_state r;
+    init_rows(r, w, thread_row0, group_size);
+    uint32_t p_frag[kTileK / 16][4];  // P of the previous computed tile: the A operand of its P V MMAs
+    int pending_v_tile = -1;           // shared-memory address of that tile's V while its P V is not issued
+    const auto finish_pending_pv = [&] {
+      if (pending_v_tile < 0) return;
+      wgmma_fence();
+      issue_pv(r.o, p_frag, static_cast<uint32_t>(pending_v_tile));
+      wgmma_wait<0>();
+      wgmma_register_fence(r.o);
+      pending_v_tile = -1;
+    };
+    for (int tile = 0; tile < w.num_kv_tiles; ++tile) {
+      const int stage = consumed % kStages;
+      mbarrier_wait(full_bars + 8 * stage, (consumed / kStages) & 1);
+      ++consumed;
+      cp_async_wait<0>();          // Q, on the item's first tile
+      fence_proxy_async_shared();  // Q's copies (generic proxy) before wgmma's reads (async proxy)
+      __syncthreads();             // zero-filled chunks and Q visible to all; both warpgroups are done with tile - 2
+      const auto issue_loads = [&] {
+        if (tile + 1 < w.num_kv_tiles) {
+          load_kv_tile_tma(a, &kv_map, w, tile + 1, kv_smem + (loaded % kStages) * kStageBytes,
+                           full_bars + 8 * (loaded % kStages));
+          ++loaded;
+        }
+      };
+      if (g.count <= 0 || tile * kTileK > g.last_position) {
+        issue_loads();
+        finish_pending_pv();
+        continue;
+      }
+      const uint32_t k_tile = kv_smem + stage * kStageBytes;
+      float s[64];  // S[64, 128], laid out as o
+      wgmma_fence();
+      issue_qk(s, q_smem + g.row0 * 128, k_tile);
+      const bool pv_in_flight = pending_v_tile >= 0;
+      if (pv_in_flight) issue_pv(r.o, p_frag, static_cast<uint32_t>(pending_v_tile));
+      issue_loads();
+      if (pv_in_flight) {
+        wgmma_wait<1>();  // S_t done; the P V group issued after it may still run
+      } else {
+        wgmma_wait<0>();
+      }
+      wgmma_register_fence(s);
+      float correction[2];
+      online_softmax(r, s, tile, tile * kTileK + kTileK - 1 > g.first_position, p.scale_log2, col_pair, correction);
+      if (pv_in_flight) {
+        wgmma_wait<0>();
+        wgmma_register_fence(r.o);
+      }
+      wgmma_register_fence(p_frag);  // P_{t-1} is overwritten only after its P V MMAs completed
+      rescale_o(r, correction);
+      pack_p(s, p_frag);
+      pending_v_tile = static_cast<int>(k_tile + kKvTileBytes);
+    }
+    finish_pending_pv();
+    __syncthreads();  // the next item reuses the shared memory
+    store_rows(a, w, r, thread_row0, col_pair);
+  }
+}
+
 // PINGPONG: the consumers take turns to issue their Q K^T MMAs (named barriers 3 and 4), so that one's softmax runs
 // while the other's MMAs do.
 template <bool PINGPONG>
@@ -516,7 +650,22 @@ cudaError_t prefill_attention_wgmma(const prefill_attention_args& a, cudaStream_
     return launch(prefill_attention_lockstep_kernel<2, true>, kLockstepThreads, lockstep_smem(2), a, stream);
   if (a.variant == 7)
     return launch(prefill_attention_lockstep_kernel<3, true>, kLockstepThreads, lockstep_smem(3), a, stream);
-  if (a.variant == 8)
+  CUtensorMap kv_map;
+  if (a.variant == 9 && a.block_size % 16 == 0 && encode_kv_rows_map(a.kv_cache, 16, false, kv_map)) {
+    const int group_size = a.num_q_heads / a.num_kv_heads;
+    const wgmma_prefill_params p{a, (a.max_num_queries * group_size + kTileQ - 1) / kTileQ,
+                                 a.scale * 1.4426950408889634f};
+    const int64_t num_items = static_cast<int64_t>(p.max_q_tiles) * a.num_kv_heads * a.num_seqs;
+    if (num_items == 0) return cudaSuccess;
+    const int smem = lockstep_smem(3) + 3 * 8;
+    cudaError_t err =
+        cudaFuncSetAttribute(prefill_attention_tma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (err != cudaSuccess) return err;
+    prefill_attention_tma_kernel<<<grid_for_budget(a.num_sms, 1, num_items), kLockstepThreads, smem, stream>>>(kv_map,
+                                                                                                              p);
+    return cudaGetLastError();
+  }
+  if (a.variant == 8 || a.variant == 9)  // 9 without bulk copies (block size not a multiple of 16, no encoder)
     return launch(prefill_attention_pipelined_kernel, kLockstepThreads, lockstep_smem(3), a, stream);
   return launch(prefill_attention_lockstep_kernel<2, false>, kLockstepThreads, lockstep_smem(2), a, stream);
 }

@@ -1,4 +1,4 @@
-// Variants 3 to 8 of prefill_attention: the Hopper warpgroup-MMA kernels (head_dim 128). Internal to the kernels
+// Variants 3 to 9 of prefill_attention: the Hopper warpgroup-MMA kernels (head_dim 128). Internal to the kernels
 // library; callers go through prefill_attention(), which runs variant 0 where these do not apply.
 #pragma once
 
