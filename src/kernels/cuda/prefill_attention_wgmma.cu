@@ -327,11 +327,83 @@ __global__ void __launch_bounds__(kLockstepThreads, 1) prefill_attention_lockste
   }
 }
 
+// The first K/V tile of a pipelined warpgroup (variants 8, 9): S_0 = Q K_0^T, `under_mma` while it runs, the
+// softmax, and P_0 packed for the P V MMAs that the next tile issues (nothing is added to O yet).
+template <typename UnderMma>
+__device__ __forceinline__ void first_pipelined_tile(row_state& r, uint32_t (&p_frag)[kTileK / 16][4], uint32_t q_rows,
+                                                     uint32_t k_tile, bool needs_mask, float scale_log2, int col_pair,
+                                                     UnderMma&& under_mma) {
+  float s[64];  // S[64, 128], laid out as o
+  wgmma_fence();
+  issue_qk(s, q_rows, k_tile);
+  under_mma();
+  wgmma_wait<0>();
+  wgmma_register_fence(s);
+  float correction[2];
+  online_softmax(r, s, 0, needs_mask, scale_log2, col_pair, correction);
+  rescale_o(r, correction);
+  pack_p(s, p_frag);
+}
+
+// A later K/V tile t of a pipelined warpgroup: issues S_t = Q K_t^T, then O += P_{t-1} V_{t-1} (V_{t-1} at
+// previous_v_tile), runs `under_mma` while they run, waits for S_t only, computes the softmax while the P V MMAs
+// run, then waits for them, rescales O and packs P_t. Straight-line code: wgmma issue and waits in one path, so
+// the compiler does not serialise the MMAs.
+template <typename UnderMma>
+__device__ __forceinline__ void pipelined_tile(row_state& r, uint32_t (&p_frag)[kTileK / 16][4], uint32_t q_rows,
+                                               uint32_t k_tile, uint32_t previous_v_tile, int tile, bool needs_mask,
+                                               float scale_log2, int col_pair, UnderMma&& under_mma) {
+  float s[64];  // S[64, 128], laid out as o
+  wgmma_fence();
+  issue_qk(s, q_rows, k_tile);
+  issue_pv(r.o, p_frag, previous_v_tile);
+  under_mma();
+  wgmma_wait<1>();  // S_t done; the P V group issued after it may still run
+  wgmma_register_fence(s);
+  float correction[2];
+  online_softmax(r, s, tile, needs_mask, scale_log2, col_pair, correction);
+  wgmma_wait<0>();
+  wgmma_register_fence(r.o);
+  wgmma_register_fence(p_frag);  // P_{t-1} is overwritten only after its P V MMAs completed
+  rescale_o(r, correction);
+  pack_p(s, p_frag);
+}
+
+// The P V MMAs of a pipelined warpgroup's last computed tile.
+__device__ __forceinline__ void finish_pipelined(row_state& r, const uint32_t (&p_frag)[kTileK / 16][4],
+                                                 uint32_t v_tile) {
+  wgmma_fence();
+  issue_pv(r.o, p_frag, v_tile);
+  wgmma_wait<0>();
+  wgmma_register_fence(r.o);
+}
+
+// One tile of a pipelined warpgroup (variants 8, 9), whatever its state: computes it (first_pipelined_tile or
+// pipelined_tile) when the warpgroup has rows up to it, else runs `loads` and, right after its last computed tile,
+// finishes that tile's P V. `previous_v_tile` holds the V of the warpgroup's last computed tile (updated here).
+template <typename Loads>
+__device__ __forceinline__ void pipelined_step(row_state& r, uint32_t (&p_frag)[kTileK / 16][4], const group_rows& g,
+                                               uint32_t q_smem, uint32_t k_tile, uint32_t& previous_v_tile, int tile,
+                                               float scale_log2, int col_pair, Loads&& loads) {
+  const bool computes = g.count > 0 && tile * kTileK <= g.last_position;
+  if (computes) {
+    const bool needs_mask = tile * kTileK + kTileK - 1 > g.first_position;
+    if (tile == 0)
+      first_pipelined_tile(r, p_frag, q_smem + g.row0 * 128, k_tile, needs_mask, scale_log2, col_pair, loads);
+    else
+      pipelined_tile(r, p_frag, q_smem + g.row0 * 128, k_tile, previous_v_tile, tile, needs_mask, scale_log2,
+                     col_pair, loads);
+    previous_v_tile = k_tile + kKvTileBytes;
+  } else {
+    loads();
+    if (g.count > 0 && (tile - 1) * kTileK <= g.last_position) finish_pipelined(r, p_frag, previous_v_tile);
+  }
+}
+
 // Variant 8: as 7 (lockstep, three stages, copies under the MMAs, one tile ahead here), with each warpgroup's
-// softmax of tile t overlapping its own P V MMAs of tile t - 1: per tile it issues S_t = Q K_t^T, then
-// O += P_{t-1} V_{t-1}, waits for S_t only, computes the softmax, and waits for the P V MMAs just before O is
-// rescaled. The P V of a warpgroup's last tile is issued when it stops. Tile t - 1's V stays in its stage until
-// then: with three stages the copies of tile t + 1 go into tile t - 2's stage.
+// softmax of tile t overlapping its own P V MMAs of tile t - 1 (pipelined_tile). The P V of a warpgroup's last tile
+// is issued when it stops. Tile t - 1's V stays in its stage until then: with three stages the copies of tile t + 1
+// go into tile t - 2's stage.
 __global__ void __launch_bounds__(kLockstepThreads, 1)
     prefill_attention_pipelined_kernel(const wgmma_prefill_params p) {
   constexpr int kStages = 3;
@@ -355,55 +427,21 @@ __global__ void __launch_bounds__(kLockstepThreads, 1)
     const group_rows g = rows_of_group(w, group, group_size);
     row_state r;
     init_rows(r, w, thread_row0, group_size);
-    uint32_t p_frag[kTileK / 16][4];  // P of the previous computed tile: the A operand of its P V MMAs
-    int pending_v_tile = -1;           // shared-memory address of that tile's V while its P V is not issued
-    const auto finish_pending_pv = [&] {
-      if (pending_v_tile < 0) return;
-      wgmma_fence();
-      issue_pv(r.o, p_frag, static_cast<uint32_t>(pending_v_tile));
-      wgmma_wait<0>();
-      wgmma_register_fence(r.o);
-      pending_v_tile = -1;
-    };
+    uint32_t p_frag[kTileK / 16][4];  // P of the last computed tile: the A operand of its pending P V MMAs
+    uint32_t previous_v_tile = 0;     // shared-memory address of that tile's V
     for (int tile = 0; tile < w.num_kv_tiles; ++tile) {
       cp_async_wait<0>();
       fence_proxy_async_shared();  // the copies (generic proxy) before wgmma's shared-memory reads (async proxy)
       __syncthreads();             // tile's data visible to all; both warpgroups are done with tile - 2's stage
-      const auto issue_loads = [&] {
-        if (tile + 1 < w.num_kv_tiles)
-          load_kv_tile<kLockstepThreads>(a, w, tile + 1, kv_smem + ((tile + 1) % kStages) * kStageBytes, threadIdx.x);
-        cp_async_commit();
-      };
-      if (g.count <= 0 || tile * kTileK > g.last_position) {
-        issue_loads();
-        finish_pending_pv();
-        continue;
-      }
-      const uint32_t k_tile = kv_smem + (tile % kStages) * kStageBytes;
-      float s[64];  // S[64, 128], laid out as o
-      wgmma_fence();
-      issue_qk(s, q_smem + g.row0 * 128, k_tile);
-      const bool pv_in_flight = pending_v_tile >= 0;
-      if (pv_in_flight) issue_pv(r.o, p_frag, static_cast<uint32_t>(pending_v_tile));
-      issue_loads();
-      if (pv_in_flight) {
-        wgmma_wait<1>();  // S_t done; the P V group issued after it may still run
-      } else {
-        wgmma_wait<0>();
-      }
-      wgmma_register_fence(s);
-      float correction[2];
-      online_softmax(r, s, tile, tile * kTileK + kTileK - 1 > g.first_position, p.scale_log2, col_pair, correction);
-      if (pv_in_flight) {
-        wgmma_wait<0>();
-        wgmma_register_fence(r.o);
-      }
-      wgmma_register_fence(p_frag);  // P_{t-1} is overwritten only after its P V MMAs completed
-      rescale_o(r, correction);
-      pack_p(s, p_frag);
-      pending_v_tile = static_cast<int>(k_tile + kKvTileBytes);
+      pipelined_step(r, p_frag, g, q_smem, kv_smem + (tile % kStages) * kStageBytes, previous_v_tile, tile,
+                     p.scale_log2, col_pair, [&] {
+                       if (tile + 1 < w.num_kv_tiles)
+                         load_kv_tile<kLockstepThreads>(a, w, tile + 1, kv_smem + ((tile + 1) % kStages) * kStageBytes,
+                                                        threadIdx.x);
+                       cp_async_commit();
+                     });
     }
-    finish_pending_pv();
+    if (g.count > 0 && (w.num_kv_tiles - 1) * kTileK <= g.last_position) finish_pipelined(r, p_frag, previous_v_tile);
     cp_async_wait<0>();
     __syncthreads();  // the next item reuses the shared memory
     store_rows(a, w, r, thread_row0, col_pair);
@@ -448,6 +486,20 @@ __device__ __forceinline__ void load_kv_tile_tma(const prefill_attention_args& a
   }
 }
 
+// After a tile's copies landed: zeroes the V rows of the copied chunk that lie past the context (the chunk holding
+// the context's end is copied whole; its later cache slots may hold anything, and P = 0 times a NaN is NaN; K
+// there is masked to -inf and needs nothing). Every thread; ordered before wgmma by the caller's fence and barrier.
+__device__ __forceinline__ void zero_v_rows_past_context(const work_item& w, int tile, uint32_t stage) {
+  const int first = w.context_len - tile * kTileK;  // first row past the context
+  const int last = min(kTileK, (first + 15) / 16 * 16);
+  if (first <= 0 || first >= last) return;
+  for (int i = threadIdx.x; i < (last - first) * 2 * 8; i += blockDim.x) {  // rows x panels x 16-byte chunks
+    const int row = first + i / 16, panel = (i / 8) % 2, chunk = i % 8;
+    const uint32_t dst = stage + kKvTileBytes + panel * kPanelBytes + row * 128 + chunk * 16;
+    asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(dst), "r"(0) : "memory");
+  }
+}
+
 // Variant 9: variant 8 with the K/V tiles brought in by bulk tensor copies (one thread issues 32 per tile, each
 // stage's copies complete on its mbarrier) instead of 32 cp.async per thread and the block-table reads of every
 // thread. Q still comes by cp.async, once per item.
@@ -483,60 +535,25 @@ __global__ void __launch_bounds__(kLockstepThreads, 1)
     const group_rows g = rows_of_group(w, group, group_size);
     row_state r;
     init_rows(r, w, thread_row0, group_size);
-    uint32_t p_frag[kTileK / 16][4];  // P of the previous computed tile: the A operand of its P V MMAs
-    int pending_v_tile = -1;           // shared-memory address of that tile's V while its P V is not issued
-    const auto finish_pending_pv = [&] {
-      if (pending_v_tile < 0) return;
-      wgmma_fence();
-      issue_pv(r.o, p_frag, static_cast<uint32_t>(pending_v_tile));
-      wgmma_wait<0>();
-      wgmma_register_fence(r.o);
-      pending_v_tile = -1;
-    };
+    uint32_t p_frag[kTileK / 16][4];  // P of the last computed tile: the A operand of its pending P V MMAs
+    uint32_t previous_v_tile = 0;     // shared-memory address of that tile's V
     for (int tile = 0; tile < w.num_kv_tiles; ++tile) {
-      const int stage = consumed % kStages;
-      mbarrier_wait(full_bars + 8 * stage, (consumed / kStages) & 1);
+      const uint32_t stage = kv_smem + (consumed % kStages) * kStageBytes;
+      mbarrier_wait(full_bars + 8 * (consumed % kStages), (consumed / kStages) & 1);
       ++consumed;
+      zero_v_rows_past_context(w, tile, stage);
       cp_async_wait<0>();          // Q, on the item's first tile
-      fence_proxy_async_shared();  // Q's copies (generic proxy) before wgmma's reads (async proxy)
-      __syncthreads();             // zero-filled chunks and Q visible to all; both warpgroups are done with tile - 2
-      const auto issue_loads = [&] {
+      fence_proxy_async_shared();  // Q's copies and the zeros (generic proxy) before wgmma's reads (async proxy)
+      __syncthreads();             // zeros and Q visible to all; both warpgroups are done with tile - 2's stage
+      pipelined_step(r, p_frag, g, q_smem, stage, previous_v_tile, tile, p.scale_log2, col_pair, [&] {
         if (tile + 1 < w.num_kv_tiles) {
           load_kv_tile_tma(a, &kv_map, w, tile + 1, kv_smem + (loaded % kStages) * kStageBytes,
                            full_bars + 8 * (loaded % kStages));
           ++loaded;
         }
-      };
-      if (g.count <= 0 || tile * kTileK > g.last_position) {
-        issue_loads();
-        finish_pending_pv();
-        continue;
-      }
-      const uint32_t k_tile = kv_smem + stage * kStageBytes;
-      float s[64];  // S[64, 128], laid out as o
-      wgmma_fence();
-      issue_qk(s, q_smem + g.row0 * 128, k_tile);
-      const bool pv_in_flight = pending_v_tile >= 0;
-      if (pv_in_flight) issue_pv(r.o, p_frag, static_cast<uint32_t>(pending_v_tile));
-      issue_loads();
-      if (pv_in_flight) {
-        wgmma_wait<1>();  // S_t done; the P V group issued after it may still run
-      } else {
-        wgmma_wait<0>();
-      }
-      wgmma_register_fence(s);
-      float correction[2];
-      online_softmax(r, s, tile, tile * kTileK + kTileK - 1 > g.first_position, p.scale_log2, col_pair, correction);
-      if (pv_in_flight) {
-        wgmma_wait<0>();
-        wgmma_register_fence(r.o);
-      }
-      wgmma_register_fence(p_frag);  // P_{t-1} is overwritten only after its P V MMAs completed
-      rescale_o(r, correction);
-      pack_p(s, p_frag);
-      pending_v_tile = static_cast<int>(k_tile + kKvTileBytes);
+      });
     }
-    finish_pending_pv();
+    if (g.count > 0 && (w.num_kv_tiles - 1) * kTileK <= g.last_position) finish_pipelined(r, p_frag, previous_v_tile);
     __syncthreads();  // the next item reuses the shared memory
     store_rows(a, w, r, thread_row0, col_pair);
   }
