@@ -10,6 +10,8 @@
 #   attention alone, both together, the sequential layer and the best overlapped layer, 6 s each);
 #   KERNELS ("prefill decode"): the bench_kernels groups of the kernels stage; "kernel_tests" (extra) runs
 #   test_kernels_cuda alone, KERNEL_TESTS (default "*") its gtest filter, KERNEL_TESTS_TIMEOUT (240) its seconds;
+#   "ncu" (extra) profiles prefill attention at 4k tokens with Nsight Compute, one run per variant of NCU_VARIANTS
+#   ("3"), and prints the headline metrics;
 #   PROFILE_SCHEDULES ("sequential overlap"), PROFILE_PROMPTS (1000): the profile stage's `--profile-ops` runs at
 #   fixed 1024/512 (enough prompts to reach the steady state of ~540 decodes per full step);
 #   COMPARE ("overlap-front"): schedules the tune stage benchmarks beside the tuned and the sequential one;
@@ -51,6 +53,16 @@ for stage in ${STAGES:-tests kernels overlap tune port ablation}; do
         > "$logs/kernel_tests.log" 2>&1
       echo "-- test_kernels_cuda --gtest_filter=${KERNEL_TESTS:-*}: rc=$?"
       grep -E "^\[  (PASSED|FAILED) |Failure|error|variant" "$logs/kernel_tests.log" | head -60 ;;
+    ncu)
+      ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+      for variant in ${NCU_VARIANTS:-3}; do
+        timeout 240 "$ncu" --set full --clock-control none -k regex:prefill_attention --launch-skip 3 --launch-count 1 \
+          "$bundle/bin/bench/bench_kernels" --profile prefill --variant "$variant" > "$logs/ncu_prefill_$variant.txt" 2>&1
+        echo "-- ncu, prefill attention variant $variant (4k tokens): rc=$?"
+        grep -E "Duration|Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|Eligible Warps|No Eligible|\
+Warp Cycles Per Issued|L2 Hit|L1/TEX Hit|Executed Ipc|Stall|Tensor" "$logs/ncu_prefill_$variant.txt" | head -40
+        pack
+      done ;;
     kernels)
       for group in ${KERNELS:-prefill decode}; do
         timeout 120 "$bundle/bin/bench/bench_kernels" --only "$group" --json "$logs/bench_$group.json" \

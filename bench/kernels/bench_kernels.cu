@@ -1,13 +1,15 @@
 // Kernel micro-benchmarks on one GPU. Measures its own ceilings first (device-to-device copy bandwidth,
 // streaming-read bandwidth under SM budgets, cuBLASLt bf16 GEMM rate), then times each kernel at the
 // Llama-3-8B shapes and reports the fraction of the matching ceiling. Prints a table and writes JSON;
-// never passes or fails. Usage: bench_kernels [--json PATH] [--profile decode32|prefill] [--only decode]
-// (--only decode: the ceilings and the decode attention sweep over pipelines, shapes and SM budgets only).
+// never passes or fails. Usage: bench_kernels [--json PATH] [--profile decode32|prefill [--variant N]]
+// [--only decode|prefill] (--only: the ceilings and that kernel's sweep over pipelines, shapes and SM budgets
+// only; --profile: one case for a profiler, prefill attention in variant N or the default).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -151,10 +153,12 @@ void bench_prefill(int num_tokens, int num_sms, double gemm_tflops, int variant 
 
 int main(int argc, char** argv) {
   std::string json_path, profile, only;
+  int profile_variant = -1;  // --variant N: the prefill attention variant of --profile prefill (default: the default)
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--json") == 0 && i + 1 < argc) json_path = argv[++i];
     if (std::strcmp(argv[i], "--profile") == 0 && i + 1 < argc) profile = argv[++i];
     if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
+    if (std::strcmp(argv[i], "--variant") == 0 && i + 1 < argc) profile_variant = std::atoi(argv[++i]);
   }
   if (!only.empty() && only != "decode" && only != "prefill") {
     std::fprintf(stderr, "--only takes 'decode' or 'prefill', not '%s'\n", only.c_str());
@@ -176,7 +180,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (profile == "prefill") {
-    bench_prefill(4096, 0, 0);
+    bench_prefill(4096, 0, 0, profile_variant >= 0 ? profile_variant : nf::kernels::prefill_attention_args{}.variant);
     return 0;
   }
 
