@@ -272,59 +272,26 @@ __device__ __forceinline__ group_rows rows_of_group(const work_item& w, int grou
   return g;
 }
 
-// STAGES K/V stages, loaded STAGES - 1 tiles ahead. LOADS_UNDER_MMA: each tile's copies (and the block-table
-// reads they wait for) are issued after the warpgroup's Q K^T MMAs, so they run under the MMAs instead of delaying
-// their issue.
-template <int STAGES, bool LOADS_UNDER_MMA>
-__global__ void __launch_bounds__(kLockstepThreads, 1) prefill_attention_lockstep_kernel(const wgmma_prefill_params p) {
-  static_assert(STAGES == 2 || STAGES == 3, "two or three K/V stages");
-  const prefill_attention_args& a = p.args;
-  extern __shared__ unsigned char smem_raw[];
-  const uint32_t q_smem = (smem_addr(smem_raw) + 1023u) & ~1023u;
-  const uint32_t kv_smem = q_smem + kQBytes;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int group = warp >> 2;
-  const int group_size = a.num_q_heads / a.num_kv_heads;
-  const int64_t num_items = static_cast<int64_t>(a.num_kv_heads) * a.num_seqs * p.max_q_tiles;
-  const int col_pair = (lane & 3) * 2;
-  const int thread_row0 = group * 64 + (warp & 3) * 16 + (lane >> 2);  // and thread_row0 + 8
+// The shared-memory window's first 1024-byte-aligned address (swizzled panels need it; the kernels allocate 1024
+// bytes of slack).
+__device__ __forceinline__ uint32_t aligned_smem_base(const unsigned char* smem_raw) {
+  return (smem_addr(smem_raw) + 1023u) & ~1023u;
+}
 
-  for (int64_t item = blockIdx.x; item < num_items; item += gridDim.x) {
-    work_item w;
-    if (!decode_item(p, item, w)) continue;
-    load_q_rows<kTileQ, kLockstepThreads>(a, w, 0, q_smem, threadIdx.x);
-    load_kv_tile<kLockstepThreads>(a, w, 0, kv_smem, threadIdx.x);
-    cp_async_commit();
-    if constexpr (STAGES == 3) {
-      if (w.num_kv_tiles > 1) load_kv_tile<kLockstepThreads>(a, w, 1, kv_smem + kStageBytes, threadIdx.x);
-      cp_async_commit();
-    }
-    const group_rows g = rows_of_group(w, group, group_size);
-    row_state r;
-    init_rows(r, w, thread_row0, group_size);
-    for (int tile = 0; tile < w.num_kv_tiles; ++tile) {
-      cp_async_wait<STAGES - 2>();  // tile's copies landed; the next tile's may still be in flight
-      fence_proxy_async_shared();   // the copies (generic proxy) before wgmma's shared-memory reads (async proxy)
-      __syncthreads();              // tile's data visible to all; both warpgroups are done with tile - 1's stage
-      // The tile STAGES - 1 ahead goes into tile - 1's stage.
-      const int ahead = tile + STAGES - 1;
-      const auto issue_loads = [&] {
-        if (ahead < w.num_kv_tiles)
-          load_kv_tile<kLockstepThreads>(a, w, ahead, kv_smem + (ahead % STAGES) * kStageBytes, threadIdx.x);
-        cp_async_commit();
-      };
-      const bool computes = g.count > 0 && tile * kTileK <= g.last_position;
-      if (!LOADS_UNDER_MMA || !computes) issue_loads();
-      if (!computes) continue;
-      attend_tile(r, q_smem + g.row0 * 128, kv_smem + (tile % STAGES) * kStageBytes, tile,
-                  tile * kTileK + kTileK - 1 > g.first_position, p.scale_log2, col_pair, [&] {
-                    if (LOADS_UNDER_MMA) issue_loads();
-                  });
-    }
-    cp_async_wait<0>();
-    __syncthreads();  // the next item reuses the shared memory
-    store_rows(a, w, r, thread_row0, col_pair);
-  }
+__device__ __forceinline__ int64_t num_work_items(const wgmma_prefill_params& p) {
+  return static_cast<int64_t>(p.args.num_kv_heads) * p.args.num_seqs * p.max_q_tiles;
+}
+
+// A thread of a two-warpgroup block in which both warpgroups compute (variants 3, 6-9).
+struct compute_thread {
+  int group;     // its warpgroup: rows 64 * group to 64 * group + 63 of the item
+  int col_pair;  // the first of the two accumulator columns it holds in each 8-column chunk
+  int row0;      // the first of its two rows in the item (row0 and row0 + 8)
+};
+
+__device__ __forceinline__ compute_thread this_compute_thread() {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  return {warp >> 2, (lane & 3) * 2, (warp >> 2) * 64 + (warp & 3) * 16 + (lane >> 2)};
 }
 
 // The first K/V tile of a pipelined warpgroup (variants 8, 9): S_0 = Q K_0^T, `under_mma` while it runs, the
@@ -400,51 +367,69 @@ __device__ __forceinline__ void pipelined_step(row_state& r, uint32_t (&p_frag)[
   }
 }
 
-// Variant 8: as 7 (lockstep, three stages, copies under the MMAs, one tile ahead here), with each warpgroup's
-// softmax of tile t overlapping its own P V MMAs of tile t - 1 (pipelined_tile). The P V of a warpgroup's last tile
-// is issued when it stops. Tile t - 1's V stays in its stage until then: with three stages the copies of tile t + 1
-// go into tile t - 2's stage.
-__global__ void __launch_bounds__(kLockstepThreads, 1)
-    prefill_attention_pipelined_kernel(const wgmma_prefill_params p) {
-  constexpr int kStages = 3;
+// Variants 3, 6, 7, 8: two warpgroups that both load (cp.async) and compute, in lockstep: one block barrier per
+// tile. STAGES K/V stages. LOADS_UNDER_MMA: each tile's copies (and the block-table reads they wait for) are issued
+// after the warpgroup's Q K^T MMAs, so they run under the MMAs instead of delaying their issue. PIPELINED (variant
+// 8): each warpgroup's softmax of tile t overlaps its own P V MMAs of tile t - 1 (pipelined_step); tile t - 1's V
+// must then survive until tile t's MMAs, so copies run one tile ahead, into tile t - 2's stage. Otherwise copies
+// run STAGES - 1 tiles ahead, into tile t - 1's stage.
+template <int STAGES, bool LOADS_UNDER_MMA, bool PIPELINED>
+__global__ void __launch_bounds__(kLockstepThreads, 1) prefill_attention_lockstep_kernel(const wgmma_prefill_params p) {
+  static_assert(STAGES == 2 || STAGES == 3, "two or three K/V stages");
+  static_assert(!PIPELINED || (STAGES == 3 && LOADS_UNDER_MMA), "the pipelined step keeps three stages busy");
+  constexpr int kAhead = PIPELINED ? 1 : STAGES - 1;  // tiles loaded ahead of the one computed
   const prefill_attention_args& a = p.args;
   extern __shared__ unsigned char smem_raw[];
-  const uint32_t q_smem = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  const uint32_t q_smem = aligned_smem_base(smem_raw);
   const uint32_t kv_smem = q_smem + kQBytes;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int group = warp >> 2;
+  const compute_thread t = this_compute_thread();
   const int group_size = a.num_q_heads / a.num_kv_heads;
-  const int64_t num_items = static_cast<int64_t>(a.num_kv_heads) * a.num_seqs * p.max_q_tiles;
-  const int col_pair = (lane & 3) * 2;
-  const int thread_row0 = group * 64 + (warp & 3) * 16 + (lane >> 2);  // and thread_row0 + 8
+  const int64_t num_items = num_work_items(p);
 
   for (int64_t item = blockIdx.x; item < num_items; item += gridDim.x) {
     work_item w;
     if (!decode_item(p, item, w)) continue;
     load_q_rows<kTileQ, kLockstepThreads>(a, w, 0, q_smem, threadIdx.x);
-    load_kv_tile<kLockstepThreads>(a, w, 0, kv_smem, threadIdx.x);
-    cp_async_commit();
-    const group_rows g = rows_of_group(w, group, group_size);
-    row_state r;
-    init_rows(r, w, thread_row0, group_size);
-    uint32_t p_frag[kTileK / 16][4];  // P of the last computed tile: the A operand of its pending P V MMAs
-    uint32_t previous_v_tile = 0;     // shared-memory address of that tile's V
-    for (int tile = 0; tile < w.num_kv_tiles; ++tile) {
-      cp_async_wait<0>();
-      fence_proxy_async_shared();  // the copies (generic proxy) before wgmma's shared-memory reads (async proxy)
-      __syncthreads();             // tile's data visible to all; both warpgroups are done with tile - 2's stage
-      pipelined_step(r, p_frag, g, q_smem, kv_smem + (tile % kStages) * kStageBytes, previous_v_tile, tile,
-                     p.scale_log2, col_pair, [&] {
-                       if (tile + 1 < w.num_kv_tiles)
-                         load_kv_tile<kLockstepThreads>(a, w, tile + 1, kv_smem + ((tile + 1) % kStages) * kStageBytes,
-                                                        threadIdx.x);
-                       cp_async_commit();
-                     });
+    for (int tile = 0; tile < kAhead; ++tile) {  // copy group `tile` (Q joins group 0)
+      if (tile < w.num_kv_tiles)
+        load_kv_tile<kLockstepThreads>(a, w, tile, kv_smem + tile * kStageBytes, threadIdx.x);
+      cp_async_commit();
     }
-    if (g.count > 0 && (w.num_kv_tiles - 1) * kTileK <= g.last_position) finish_pipelined(r, p_frag, previous_v_tile);
+    const group_rows g = rows_of_group(w, t.group, group_size);
+    row_state r;
+    init_rows(r, w, t.row0, group_size);
+    uint32_t p_frag[kTileK / 16][4];  // PIPELINED: P of the last computed tile, the A operand of its pending P V
+    uint32_t previous_v_tile = 0;     // PIPELINED: shared-memory address of that tile's V
+    for (int tile = 0; tile < w.num_kv_tiles; ++tile) {
+      cp_async_wait<kAhead - 1>();  // tile's copies landed; later tiles' may still be in flight
+      fence_proxy_async_shared();   // the copies (generic proxy) before wgmma's shared-memory reads (async proxy)
+      __syncthreads();              // tile's data visible to all; both warpgroups are done with the stage refilled
+      const int ahead = tile + kAhead;
+      const auto issue_loads = [&] {
+        if (ahead < w.num_kv_tiles)
+          load_kv_tile<kLockstepThreads>(a, w, ahead, kv_smem + (ahead % STAGES) * kStageBytes, threadIdx.x);
+        cp_async_commit();
+      };
+      const uint32_t k_tile = kv_smem + (tile % STAGES) * kStageBytes;
+      if constexpr (PIPELINED) {
+        pipelined_step(r, p_frag, g, q_smem, k_tile, previous_v_tile, tile, p.scale_log2, t.col_pair, issue_loads);
+      } else {
+        const bool computes = g.count > 0 && tile * kTileK <= g.last_position;
+        if (!LOADS_UNDER_MMA || !computes) issue_loads();
+        if (!computes) continue;
+        attend_tile(r, q_smem + g.row0 * 128, k_tile, tile, tile * kTileK + kTileK - 1 > g.first_position,
+                    p.scale_log2, t.col_pair, [&] {
+                      if (LOADS_UNDER_MMA) issue_loads();
+                    });
+      }
+    }
+    if constexpr (PIPELINED) {
+      if (g.count > 0 && (w.num_kv_tiles - 1) * kTileK <= g.last_position)
+        finish_pipelined(r, p_frag, previous_v_tile);
+    }
     cp_async_wait<0>();
     __syncthreads();  // the next item reuses the shared memory
-    store_rows(a, w, r, thread_row0, col_pair);
+    store_rows(a, w, r, t.row0, t.col_pair);
   }
 }
 
@@ -508,15 +493,13 @@ __global__ void __launch_bounds__(kLockstepThreads, 1)
   constexpr int kStages = 3;
   const prefill_attention_args& a = p.args;
   extern __shared__ unsigned char smem_raw[];
-  const uint32_t q_smem = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  const uint32_t q_smem = aligned_smem_base(smem_raw);
   const uint32_t kv_smem = q_smem + kQBytes;
   const uint32_t full_bars = kv_smem + kStages * kStageBytes;  // [stages] mbarriers: the stage's copies landed
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int group = warp >> 2;
+  const compute_thread t = this_compute_thread();
+  const int group = t.group, col_pair = t.col_pair, thread_row0 = t.row0;
   const int group_size = a.num_q_heads / a.num_kv_heads;
-  const int64_t num_items = static_cast<int64_t>(a.num_kv_heads) * a.num_seqs * p.max_q_tiles;
-  const int col_pair = (lane & 3) * 2;
-  const int thread_row0 = group * 64 + (warp & 3) * 16 + (lane >> 2);  // and thread_row0 + 8
+  const int64_t num_items = num_work_items(p);
   if (threadIdx.x == 0) {
     for (int s = 0; s < kStages; ++s) mbarrier_init(full_bars + 8 * s, 1);
     fence_mbarrier_init();
@@ -566,13 +549,13 @@ __global__ void __launch_bounds__(kSpecialisedThreads, 1)
     prefill_attention_specialised_kernel(const wgmma_prefill_params p) {
   const prefill_attention_args& a = p.args;
   extern __shared__ unsigned char smem_raw[];
-  const uint32_t q_smem = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  const uint32_t q_smem = aligned_smem_base(smem_raw);
   const uint32_t kv_smem = q_smem + kQBytes;
   const uint32_t full_bars = kv_smem + kSpecialisedStages * kStageBytes;  // [stages] mbarriers: tile landed
   const uint32_t empty_bars = full_bars + kSpecialisedStages * 8;         // [stages] mbarriers: tile consumed
   const int warpgroup = threadIdx.x / 128, thread_in_group = threadIdx.x % 128;
   const int group_size = a.num_q_heads / a.num_kv_heads;
-  const int64_t num_items = static_cast<int64_t>(a.num_kv_heads) * a.num_seqs * p.max_q_tiles;
+  const int64_t num_items = num_work_items(p);
   if (threadIdx.x == 0) {
     for (int s = 0; s < kSpecialisedStages; ++s) {
       mbarrier_init(full_bars + 8 * s, 128);  // one cp.async arrival per producer thread
@@ -664,9 +647,9 @@ cudaError_t prefill_attention_wgmma(const prefill_attention_args& a, cudaStream_
   if (a.variant == 5)
     return launch(prefill_attention_specialised_kernel<true>, kSpecialisedThreads, kSpecialisedSmem, a, stream);
   if (a.variant == 6)
-    return launch(prefill_attention_lockstep_kernel<2, true>, kLockstepThreads, lockstep_smem(2), a, stream);
+    return launch(prefill_attention_lockstep_kernel<2, true, false>, kLockstepThreads, lockstep_smem(2), a, stream);
   if (a.variant == 7)
-    return launch(prefill_attention_lockstep_kernel<3, true>, kLockstepThreads, lockstep_smem(3), a, stream);
+    return launch(prefill_attention_lockstep_kernel<3, true, false>, kLockstepThreads, lockstep_smem(3), a, stream);
   CUtensorMap kv_map;
   if (a.variant == 9 && a.block_size % 16 == 0 && encode_kv_rows_map(a.kv_cache, 16, false, kv_map)) {
     const int group_size = a.num_q_heads / a.num_kv_heads;
@@ -683,8 +666,8 @@ cudaError_t prefill_attention_wgmma(const prefill_attention_args& a, cudaStream_
     return cudaGetLastError();
   }
   if (a.variant == 8 || a.variant == 9)  // 9 without bulk copies (block size not a multiple of 16, no encoder)
-    return launch(prefill_attention_pipelined_kernel, kLockstepThreads, lockstep_smem(3), a, stream);
-  return launch(prefill_attention_lockstep_kernel<2, false>, kLockstepThreads, lockstep_smem(2), a, stream);
+    return launch(prefill_attention_lockstep_kernel<3, true, true>, kLockstepThreads, lockstep_smem(3), a, stream);
+  return launch(prefill_attention_lockstep_kernel<2, false, false>, kLockstepThreads, lockstep_smem(2), a, stream);
 }
 
 }  // namespace nf::kernels::detail
