@@ -213,28 +213,6 @@ __device__ __forceinline__ void pack_p(const float (&s)[64], uint32_t (&p_frag)[
   }
 }
 
-// One K/V tile for one warpgroup: S = Q K^T, online softmax, O += P V; returns after the MMAs completed.
-// `after_issue` runs once the Q K^T MMAs are issued, before waiting for them.
-template <typename AfterIssue>
-__device__ __forceinline__ void attend_tile(row_state& r, uint32_t q_rows, uint32_t k_tile, int tile,
-                                            bool needs_mask, float scale_log2, int col_pair, AfterIssue&& after_issue) {
-  float s[64];  // S[64, 128], laid out as o
-  wgmma_fence();
-  issue_qk(s, q_rows, k_tile);
-  after_issue();
-  wgmma_wait<0>();
-  wgmma_register_fence(s);
-  float correction[2];
-  online_softmax(r, s, tile, needs_mask, scale_log2, col_pair, correction);
-  rescale_o(r, correction);
-  uint32_t p_frag[kTileK / 16][4];
-  pack_p(s, p_frag);
-  wgmma_fence();
-  issue_pv(r.o, p_frag, k_tile + kKvTileBytes);
-  wgmma_wait<0>();
-  wgmma_register_fence(r.o);
-}
-
 // Normalises and writes this thread's two rows (packed rows row0 and row0 + 8 of the item) that exist.
 __device__ __forceinline__ void store_rows(const prefill_attention_args& a, const work_item& w, row_state& r,
                                            int row0, int col_pair) {
@@ -294,12 +272,12 @@ __device__ __forceinline__ compute_thread this_compute_thread() {
   return {warp >> 2, (lane & 3) * 2, (warp >> 2) * 64 + (warp & 3) * 16 + (lane >> 2)};
 }
 
-// The first K/V tile of a pipelined warpgroup (variants 8, 9): S_0 = Q K_0^T, `under_mma` while it runs, the
-// softmax, and P_0 packed for the P V MMAs that the next tile issues (nothing is added to O yet).
+// S_t = Q K_t^T for one warpgroup, `under_mma` while it runs, the online softmax (O rescaled), and P_t packed into
+// p_frag for the P V MMAs (add_pv); nothing is added to O yet.
 template <typename UnderMma>
-__device__ __forceinline__ void first_pipelined_tile(row_state& r, uint32_t (&p_frag)[kTileK / 16][4], uint32_t q_rows,
-                                                     uint32_t k_tile, bool needs_mask, float scale_log2, int col_pair,
-                                                     UnderMma&& under_mma) {
+__device__ __forceinline__ void score_tile(row_state& r, uint32_t (&p_frag)[kTileK / 16][4], uint32_t q_rows,
+                                           uint32_t k_tile, int tile, bool needs_mask, float scale_log2, int col_pair,
+                                           UnderMma&& under_mma) {
   float s[64];  // S[64, 128], laid out as o
   wgmma_fence();
   issue_qk(s, q_rows, k_tile);
@@ -307,9 +285,27 @@ __device__ __forceinline__ void first_pipelined_tile(row_state& r, uint32_t (&p_
   wgmma_wait<0>();
   wgmma_register_fence(s);
   float correction[2];
-  online_softmax(r, s, 0, needs_mask, scale_log2, col_pair, correction);
+  online_softmax(r, s, tile, needs_mask, scale_log2, col_pair, correction);
   rescale_o(r, correction);
   pack_p(s, p_frag);
+}
+
+// O += P V for one warpgroup, P from score_tile and V at v_tile; returns after the MMAs completed.
+__device__ __forceinline__ void add_pv(row_state& r, const uint32_t (&p_frag)[kTileK / 16][4], uint32_t v_tile) {
+  wgmma_fence();
+  issue_pv(r.o, p_frag, v_tile);
+  wgmma_wait<0>();
+  wgmma_register_fence(r.o);
+}
+
+// One K/V tile for one warpgroup: S = Q K^T, online softmax, O += P V; returns after the MMAs completed.
+// `after_issue` runs once the Q K^T MMAs are issued, before waiting for them.
+template <typename AfterIssue>
+__device__ __forceinline__ void attend_tile(row_state& r, uint32_t q_rows, uint32_t k_tile, int tile,
+                                            bool needs_mask, float scale_log2, int col_pair, AfterIssue&& after_issue) {
+  uint32_t p_frag[kTileK / 16][4];  // P as the A operand of the k-steps over this tile's keys
+  score_tile(r, p_frag, q_rows, k_tile, tile, needs_mask, scale_log2, col_pair, after_issue);
+  add_pv(r, p_frag, k_tile + kKvTileBytes);
 }
 
 // A later K/V tile t of a pipelined warpgroup: issues S_t = Q K_t^T, then O += P_{t-1} V_{t-1} (V_{t-1} at
@@ -336,18 +332,9 @@ __device__ __forceinline__ void pipelined_tile(row_state& r, uint32_t (&p_frag)[
   pack_p(s, p_frag);
 }
 
-// The P V MMAs of a pipelined warpgroup's last computed tile.
-__device__ __forceinline__ void finish_pipelined(row_state& r, const uint32_t (&p_frag)[kTileK / 16][4],
-                                                 uint32_t v_tile) {
-  wgmma_fence();
-  issue_pv(r.o, p_frag, v_tile);
-  wgmma_wait<0>();
-  wgmma_register_fence(r.o);
-}
-
-// One tile of a pipelined warpgroup (variants 8, 9), whatever its state: computes it (first_pipelined_tile or
-// pipelined_tile) when the warpgroup has rows up to it, else runs `loads` and, right after its last computed tile,
-// finishes that tile's P V. `previous_v_tile` holds the V of the warpgroup's last computed tile (updated here).
+// One tile of a pipelined warpgroup (variants 8, 9), whatever its state: computes it (score_tile for the first,
+// pipelined_tile after) when the warpgroup has rows up to it, else runs `loads` and, right after its last computed
+// tile, adds that tile's P V. `previous_v_tile` holds the V of the warpgroup's last computed tile (updated here).
 template <typename Loads>
 __device__ __forceinline__ void pipelined_step(row_state& r, uint32_t (&p_frag)[kTileK / 16][4], const group_rows& g,
                                                uint32_t q_smem, uint32_t k_tile, uint32_t& previous_v_tile, int tile,
@@ -356,14 +343,14 @@ __device__ __forceinline__ void pipelined_step(row_state& r, uint32_t (&p_frag)[
   if (computes) {
     const bool needs_mask = tile * kTileK + kTileK - 1 > g.first_position;
     if (tile == 0)
-      first_pipelined_tile(r, p_frag, q_smem + g.row0 * 128, k_tile, needs_mask, scale_log2, col_pair, loads);
+      score_tile(r, p_frag, q_smem + g.row0 * 128, k_tile, 0, needs_mask, scale_log2, col_pair, loads);
     else
       pipelined_tile(r, p_frag, q_smem + g.row0 * 128, k_tile, previous_v_tile, tile, needs_mask, scale_log2,
                      col_pair, loads);
     previous_v_tile = k_tile + kKvTileBytes;
   } else {
     loads();
-    if (g.count > 0 && (tile - 1) * kTileK <= g.last_position) finish_pipelined(r, p_frag, previous_v_tile);
+    if (g.count > 0 && (tile - 1) * kTileK <= g.last_position) add_pv(r, p_frag, previous_v_tile);
   }
 }
 
@@ -425,7 +412,7 @@ __global__ void __launch_bounds__(kLockstepThreads, 1) prefill_attention_lockste
     }
     if constexpr (PIPELINED) {
       if (g.count > 0 && (w.num_kv_tiles - 1) * kTileK <= g.last_position)
-        finish_pipelined(r, p_frag, previous_v_tile);
+        add_pv(r, p_frag, previous_v_tile);
     }
     cp_async_wait<0>();
     __syncthreads();  // the next item reuses the shared memory
@@ -536,7 +523,7 @@ __global__ void __launch_bounds__(kLockstepThreads, 1)
         }
       });
     }
-    if (g.count > 0 && (w.num_kv_tiles - 1) * kTileK <= g.last_position) finish_pipelined(r, p_frag, previous_v_tile);
+    if (g.count > 0 && (w.num_kv_tiles - 1) * kTileK <= g.last_position) add_pv(r, p_frag, previous_v_tile);
     __syncthreads();  // the next item reuses the shared memory
     store_rows(a, w, r, thread_row0, col_pair);
   }
