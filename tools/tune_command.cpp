@@ -184,41 +184,30 @@ size_t measure_candidates(const tune_cli_options& o, backend& model, std::vector
   return time_and_choose(specs, timer, stdout);
 }
 
+// The chosen spec (without its row thresholds, which would send the step to the sequential spec) and the
+// sequential one timed at one step mix, with a progress line under `label`.
+decode_point time_step_mix(const tune_cli_options& o, backend& model, const pipeline_spec& spec, int num_decode,
+                           int num_prefill, const char* label) {
+  pipeline_spec unconditional = spec;
+  unconditional.min_decode_rows = 0;
+  unconditional.min_prefill_rows = 0;
+  const model_batch batch = timing_batch(o, model, num_decode, num_prefill);
+  decode_point p{num_decode, num_prefill, step_us(o, model, unconditional, batch),
+                 step_us(o, model, sequential_spec(llama_op_graph()), batch)};
+  std::printf("%s: %d decode + %d prefill rows: chosen spec %.3f ms, sequential %.3f ms (%.3fx)\n", label,
+              p.num_decode, p.num_prefill, p.spec_us / 1e3, p.sequential_us / 1e3, p.sequential_us / p.spec_us);
+  return p;
+}
+
 // The chosen split and the sequential spec timed at fewer decode rows (the step's other rows prefill, so the
 // token count stays the workload's), plus the workload point itself: where the split stops paying.
 std::vector<decode_point> measure_decode_ladder(const tune_cli_options& o, backend& model, const pipeline_spec& spec,
                                                 double spec_us, double sequential_us) {
-  const pipeline_spec sequential = sequential_spec(llama_op_graph());
   std::vector<decode_point> points;
-  for (int d : decode_ladder(o.decode_rows)) {
-    decode_point p;
-    p.num_decode = d;
-    p.num_prefill = o.decode_rows + o.prefill_rows - d;
-    const model_batch batch = timing_batch(o, model, p.num_decode, p.num_prefill);
-    p.spec_us = step_us(o, model, spec, batch);
-    p.sequential_us = step_us(o, model, sequential, batch);
-    std::printf("decode ladder: %d decode + %d prefill rows: chosen spec %.3f ms, sequential %.3f ms (%.3fx)\n",
-                p.num_decode, p.num_prefill, p.spec_us / 1e3, p.sequential_us / 1e3, p.sequential_us / p.spec_us);
-    points.push_back(p);
-  }
+  for (int d : decode_ladder(o.decode_rows))
+    points.push_back(time_step_mix(o, model, spec, d, o.decode_rows + o.prefill_rows - d, "decode ladder"));
   points.push_back({o.decode_rows, o.prefill_rows, spec_us, sequential_us});
   return points;
-}
-
-// The chosen spec (without its row thresholds, which would send the step to the sequential spec) and the
-// sequential one timed on a decode-only step of the workload's decode rows.
-decode_point measure_decode_only(const tune_cli_options& o, backend& model, const pipeline_spec& spec) {
-  pipeline_spec unconditional = spec;
-  unconditional.min_decode_rows = 0;
-  unconditional.min_prefill_rows = 0;
-  decode_point p;
-  p.num_decode = o.decode_rows;
-  const model_batch batch = timing_batch(o, model, p.num_decode, 0);
-  p.spec_us = step_us(o, model, unconditional, batch);
-  p.sequential_us = step_us(o, model, sequential_spec(llama_op_graph()), batch);
-  std::printf("decode-only: %d decode rows: chosen spec %.3f ms, sequential %.3f ms (%.3fx)\n", p.num_decode,
-              p.spec_us / 1e3, p.sequential_us / 1e3, p.sequential_us / p.spec_us);
-  return p;
 }
 
 int search_and_write(const tune_cli_options& o, const operation_profile& profile, int default_measure) {
@@ -269,7 +258,7 @@ int search_and_write(const tune_cli_options& o, const operation_profile& profile
     spec.min_decode_rows = min_decode_rows_from(ladder);
     prediction["decode_ladder"] = decode_ladder_json(ladder, spec.min_decode_rows);
     std::printf("min_decode_rows %d: steps with fewer decode rows run the sequential spec\n", spec.min_decode_rows);
-    const decode_point decode_only = measure_decode_only(o, *model, spec);
+    const decode_point decode_only = time_step_mix(o, *model, spec, o.decode_rows, 0, "decode-only");
     spec.min_prefill_rows = min_prefill_rows_from(decode_only);
     prediction["decode_only"] = {{"num_decode", decode_only.num_decode},
                                  {"spec_step_us", decode_only.spec_us},

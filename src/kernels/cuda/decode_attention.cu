@@ -674,7 +674,7 @@ cudaError_t decode_attention(const decode_attention_args& a, cudaStream_t stream
         // Measured (docs/perf.md): 4 warps x 3 stages leads on (nearly) the whole device; on 40-70% of it (the
         // overlap's budgets) 7 warps x 1 stage is faster alone and measured best beside the GEMMs;
         // below that 7 x 2.
-        const bool tma = tensor_map_encoder() != nullptr && reinterpret_cast<uintptr_t>(a.kv_cache) % 16 == 0;
+        const bool tma = kv_rows_map_possible(a.kv_cache);
         const int budget = budget_sms(a), device = device_sm_count();
         variant = !tma ? 8 : 10 * budget >= 7 * device ? 7 : 10 * budget >= 4 * device ? 12 : 5;
       }

@@ -38,7 +38,8 @@ struct decode_attention_args {
   float scale = 0.0f;       // softmax scale, usually 1 / sqrt(head_dim)
   int num_sms = 0;          // SM budget: the grid never exceeds it; <= 0: the whole device
   // Shared-memory pipeline for head_dim 128, for tuning benchmarks. 0: chosen by the SM budget (7 on at least 70% of
-  // the device, 12 on 40-70%, else 5; 8 where no tensor map can be made). cp.async, warps x stages of one K and one V tile:
+  // the device, 12 on 40-70%, else 5; 8 where no tensor map can be made). cp.async, warps x stages of one K and one
+  // V tile:
   // 8: 14 x 2, 1: 7 x 4, 2: 4 x 6, 3: 9 x 3. Bulk tensor copies on mbarriers, warps x stages of two K and V tiles:
   // 4: 7 x 2 with 2 KiB boxes; 5: 7 x 2 with 4 KiB boxes; 6: as 5 with longer chunks; 7: 4 x 3 with 4 KiB boxes and
   // longer chunks. Shallow bulk-copy pipelines, 4 KiB boxes, at most 16 KiB x warps x stages in flight per SM, so that

@@ -21,9 +21,13 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   return encoder;
 }
 
+bool kv_rows_map_possible(const void* kv_cache) {
+  return tensor_map_encoder() != nullptr && reinterpret_cast<uintptr_t>(kv_cache) % 16 == 0;
+}
+
 bool encode_kv_rows_map(const void* kv_cache, int box_rows, bool box3d, CUtensorMap& map) {
+  if (!kv_rows_map_possible(kv_cache)) return false;
   const auto encode = tensor_map_encoder();
-  if (encode == nullptr || reinterpret_cast<uintptr_t>(kv_cache) % 16 != 0) return false;
   const cuuint64_t dims[3] = {64, static_cast<cuuint64_t>(INT32_MAX), 2};
   const cuuint64_t strides[2] = {128 * sizeof(__nv_bfloat16), 64 * sizeof(__nv_bfloat16)};
   const cuuint32_t box[3] = {64, static_cast<cuuint32_t>(box_rows), 2};

@@ -18,5 +18,7 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder();
 // address; every copy stays inside blocks that the block tables name. false when the driver has no encoder or the
 // cache is not 16-byte aligned.
 bool encode_kv_rows_map(const void* kv_cache, int box_rows, bool box3d, CUtensorMap& map);
+// Whether encode_kv_rows_map can succeed for this cache (an encoder, a 16-byte-aligned base).
+bool kv_rows_map_possible(const void* kv_cache);
 
 }  // namespace nf::kernels::detail

@@ -353,7 +353,7 @@ cudaError_t prefill_attention(const prefill_attention_args& a, cudaStream_t stre
       a.block_size <= 0 || a.max_num_queries < 0)
     return cudaErrorInvalidValue;
   if (a.num_seqs == 0 || a.max_num_queries == 0) return cudaSuccess;
-  if (a.variant >= 3 && a.variant <= 9 && prefill_attention_wgmma_supports(a)) return prefill_attention_wgmma(a, stream);
+  if (prefill_attention_wgmma_supports(a)) return prefill_attention_wgmma(a, stream);
   switch (a.head_dim) {
     case 64:
       switch (a.variant) {

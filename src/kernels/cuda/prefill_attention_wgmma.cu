@@ -35,6 +35,9 @@ constexpr int kPanelBytes = kTileK * 128;            // one 64-column panel of a
 constexpr int kLockstepThreads = 256;
 constexpr int lockstep_smem(int stages) { return 1024 + kQBytes + stages * kStageBytes; }  // 1024: to align panels
 
+// Variant 9: three stages and their mbarriers.
+constexpr int kTmaSmem = lockstep_smem(3) + 3 * 8;
+
 // Variant 4: a producer warpgroup and two consumer warpgroups, three stages, a full and an empty barrier per stage.
 constexpr int kSpecialisedThreads = 384;
 constexpr int kSpecialisedStages = 3;
@@ -609,8 +612,10 @@ __global__ void __launch_bounds__(kSpecialisedThreads, 1)
   }
 }
 
-template <typename Kernel>
-cudaError_t launch(Kernel kernel, int threads, int smem, const prefill_attention_args& a, cudaStream_t stream) {
+// Launches `kernel` on a persistent grid within the SM budget, with `leading` arguments before the parameters.
+template <typename Kernel, typename... Leading>
+cudaError_t launch(Kernel kernel, int threads, int smem, const prefill_attention_args& a, cudaStream_t stream,
+                   const Leading&... leading) {
   const int group_size = a.num_q_heads / a.num_kv_heads;
   const wgmma_prefill_params p{a, (a.max_num_queries * group_size + kTileQ - 1) / kTileQ,
                                a.scale * 1.4426950408889634f};
@@ -619,13 +624,15 @@ cudaError_t launch(Kernel kernel, int threads, int smem, const prefill_attention
   const int grid = grid_for_budget(a.num_sms, 1, num_items);
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
-  kernel<<<grid, threads, smem, stream>>>(p);
+  kernel<<<grid, threads, smem, stream>>>(leading..., p);
   return cudaGetLastError();
 }
 
 }  // namespace
 
-bool prefill_attention_wgmma_supports(const prefill_attention_args& a) { return a.head_dim == kHeadDim; }
+bool prefill_attention_wgmma_supports(const prefill_attention_args& a) {
+  return a.head_dim == kHeadDim && a.variant >= 3 && a.variant <= 9;
+}
 
 cudaError_t prefill_attention_wgmma(const prefill_attention_args& a, cudaStream_t stream) {
   if (!prefill_attention_wgmma_supports(a)) return cudaErrorInvalidValue;
@@ -638,20 +645,8 @@ cudaError_t prefill_attention_wgmma(const prefill_attention_args& a, cudaStream_
   if (a.variant == 7)
     return launch(prefill_attention_lockstep_kernel<3, true, false>, kLockstepThreads, lockstep_smem(3), a, stream);
   CUtensorMap kv_map;
-  if (a.variant == 9 && a.block_size % 16 == 0 && encode_kv_rows_map(a.kv_cache, 16, false, kv_map)) {
-    const int group_size = a.num_q_heads / a.num_kv_heads;
-    const wgmma_prefill_params p{a, (a.max_num_queries * group_size + kTileQ - 1) / kTileQ,
-                                 a.scale * 1.4426950408889634f};
-    const int64_t num_items = static_cast<int64_t>(p.max_q_tiles) * a.num_kv_heads * a.num_seqs;
-    if (num_items == 0) return cudaSuccess;
-    const int smem = lockstep_smem(3) + 3 * 8;
-    cudaError_t err =
-        cudaFuncSetAttribute(prefill_attention_tma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-    if (err != cudaSuccess) return err;
-    prefill_attention_tma_kernel<<<grid_for_budget(a.num_sms, 1, num_items), kLockstepThreads, smem, stream>>>(kv_map,
-                                                                                                              p);
-    return cudaGetLastError();
-  }
+  if (a.variant == 9 && a.block_size % 16 == 0 && encode_kv_rows_map(a.kv_cache, 16, false, kv_map))
+    return launch(prefill_attention_tma_kernel, kLockstepThreads, kTmaSmem, a, stream, kv_map);
   if (a.variant == 8 || a.variant == 9)  // 9 without bulk copies (block size not a multiple of 16, no encoder)
     return launch(prefill_attention_lockstep_kernel<3, true, true>, kLockstepThreads, lockstep_smem(3), a, stream);
   return launch(prefill_attention_lockstep_kernel<2, false, false>, kLockstepThreads, lockstep_smem(2), a, stream);

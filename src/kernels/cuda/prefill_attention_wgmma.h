@@ -6,6 +6,7 @@
 
 namespace nf::kernels::detail {
 
+// Whether args.variant is one of these (3-9) and the head dim theirs (128).
 bool prefill_attention_wgmma_supports(const prefill_attention_args& args);
 cudaError_t prefill_attention_wgmma(const prefill_attention_args& args, cudaStream_t stream);
 
