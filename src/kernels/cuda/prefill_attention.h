@@ -29,13 +29,14 @@ struct prefill_attention_args {
   float scale = 0.0f;
   int num_sms = 0;  // SM budget: the grid never exceeds one block (two for variants 1, 2) per budgeted SM; <= 0: all
   // Query tile and K/V pipeline: 0: mma.sync, 8 warps x 16 rows, 3 stages; 1: mma.sync, 4 warps x 16 rows, 3
-  // stages; 2: mma.sync, 4 warps x 32 rows (two m-tiles per warp), 2 stages; 3 (default): Hopper warpgroup MMA, two
+  // stages; 2: mma.sync, 4 warps x 32 rows (two m-tiles per warp), 2 stages; 3: Hopper warpgroup MMA, two
   // warpgroups x 64 rows in lockstep, 128-key tiles, 2 stages; 4: warpgroup MMA, warp-specialised (a producer
   // warpgroup and two free-running consumer warpgroups), 3 stages; 5: as 4, the consumers taking turns to issue
-  // their MMAs; 6: as 3, each tile's copies issued under the Q K^T MMAs; 7: as 6 with 3 stages; 8: as 7, each
-  // warpgroup's softmax overlapping its previous tile's P V MMAs; 9: as 8 with K/V by bulk tensor copies (TMA; as
-  // 8 where the block size is not a multiple of 16). Variants 3-9 need head_dim 128; other head dims run variant 0.
-  int variant = 3;
+  // their MMAs; 6 (default, the fastest measured): as 3, each tile's copies issued under the Q K^T MMAs; 7: as 6
+  // with 3 stages; 8: as 7, each warpgroup's softmax overlapping its previous tile's P V MMAs; 9: as 8 with K/V by
+  // bulk tensor copies (TMA; as 8 where the block size is not a multiple of 16). Variants 3-9 need head_dim 128;
+  // other head dims run variant 0.
+  int variant = 6;
 };
 
 // Variants 0 .. num_prefill_attention_variants - 1 exist; tests and benchmarks run every one.
