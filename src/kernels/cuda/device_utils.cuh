@@ -49,6 +49,14 @@ __device__ __forceinline__ float block_sum(float value, float* scratch /* [32] *
   return warp_sum(value);
 }
 
+// 2^x by the special-function unit, subnormal results flushed to zero (one instruction; exp2f without fast math
+// adds a subnormal fix-up around it). exp2 of -inf is 0.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<uint32_t*>(&v);

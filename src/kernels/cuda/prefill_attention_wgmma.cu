@@ -49,6 +49,7 @@ struct wgmma_prefill_params {
   prefill_attention_args args;
   int max_q_tiles;
   float scale_log2;
+  int block_shift;  // log2 of the KV block size when it is a power of two, else -1
 };
 
 // One work item: 128 packed rows of one (sequence, KV head).
@@ -82,9 +83,12 @@ __device__ __forceinline__ bool decode_item(const wgmma_prefill_params& p, int64
 // Gathers K and V of `tile` (kTileK tokens of the sequence) into one stage with THREADS threads (`thread` is this
 // one's index among them); rows past the context are zero-filled.
 template <int THREADS>
-__device__ __forceinline__ void load_kv_tile(const prefill_attention_args& a, const work_item& w, int tile,
+__device__ __forceinline__ void load_kv_tile(const wgmma_prefill_params& p, const work_item& w, int tile,
                                              uint32_t stage, int thread) {
+  const prefill_attention_args& a = p.args;
   const int64_t head_stride = static_cast<int64_t>(a.block_size) * kHeadDim;
+  const int64_t block_stride = 2 * a.num_kv_heads * head_stride;  // elements per cache block (K and V)
+  const bf16* head_base = a.kv_cache + w.kv_head * head_stride;
   const int chunk = thread % kChunksPerRow;
 #pragma unroll 4
   for (int j = 0; j < kTileK * kChunksPerRow / THREADS; ++j) {
@@ -93,9 +97,15 @@ __device__ __forceinline__ void load_kv_tile(const prefill_attention_args& a, co
     const bool valid = token < w.context_len;
     const bf16* k = a.kv_cache;  // a valid address for the zero-filling copies
     if (valid) {
-      const int block = w.table[token / a.block_size];
-      k = a.kv_cache + static_cast<int64_t>(block) * 2 * a.num_kv_heads * head_stride + w.kv_head * head_stride +
-          static_cast<int64_t>(token % a.block_size) * kHeadDim + chunk * 8;
+      int block_index, in_block;
+      if (p.block_shift >= 0) {
+        block_index = token >> p.block_shift;
+        in_block = token & (a.block_size - 1);
+      } else {
+        block_index = token / a.block_size;
+        in_block = token % a.block_size;
+      }
+      k = head_base + w.table[block_index] * block_stride + in_block * kHeadDim + chunk * 8;
     }
     const uint32_t offset = sw128_offset<kTileK>(row, chunk);
     cp_async_16(stage + offset, k, valid ? 16 : 0);
@@ -126,7 +136,7 @@ __device__ __forceinline__ void load_q_rows(const prefill_attention_args& a, con
 // A consumer warpgroup's running state over one item: 64 rows; this thread holds rows row0 and row0 + 8.
 struct row_state {
   float o[64];  // O[64, 128] accumulator: o[4 * j + e] is row row0 + 8 * (e / 2), column 8 * j + col_pair + e % 2
-  float m[2], l[2];
+  float m[2], l[2];  // the rows' running max of the raw (unscaled) scores and running sum of probabilities
   int position[2];  // the rows' query positions (causal limit)
 };
 
@@ -163,40 +173,58 @@ __device__ __forceinline__ void issue_pv(float (&o)[64], const uint32_t (&p_frag
   wgmma_commit();
 }
 
-// Online softmax of one tile's scores: masks (causal) and scales s, updates the rows' running max and sum, turns s
-// into the unnormalised probabilities, and returns the factor by which O must be rescaled. Does not touch O.
-__device__ __forceinline__ void online_softmax(row_state& r, float (&s)[64], int tile, bool needs_mask,
-                                               float scale_log2, int col_pair, float (&correction)[2]) {
-  float tile_max[2] = {-INFINITY, -INFINITY};
+// Sets the scores of keys past each row's query position to -inf (tiles that reach past a row's position only).
+__device__ __forceinline__ void apply_causal_mask(const row_state& r, float (&s)[64], int tile, int col_pair) {
 #pragma unroll
   for (int j = 0; j < kTileK / 8; ++j) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int key = tile * kTileK + 8 * j + col_pair + (e & 1);
-      float& v = s[4 * j + e];
-      v = (needs_mask && key > r.position[e >> 1]) ? -INFINITY : v * scale_log2;
-      tile_max[e >> 1] = fmaxf(tile_max[e >> 1], v);
+      if (key > r.position[e >> 1]) s[4 * j + e] = -INFINITY;
     }
   }
-  float m_use[2];
-#pragma unroll
-  for (int e = 0; e < 2; ++e) {
-    tile_max[e] = fmaxf(tile_max[e], __shfl_xor_sync(0xffffffffu, tile_max[e], 1));
-    tile_max[e] = fmaxf(tile_max[e], __shfl_xor_sync(0xffffffffu, tile_max[e], 2));
-    const float m_new = fmaxf(r.m[e], tile_max[e]);
-    m_use[e] = m_new == -INFINITY ? 0.0f : m_new;  // a row with no key yet keeps zeros
-    correction[e] = exp2f(r.m[e] - m_use[e]);
-    r.m[e] = m_new;
-    r.l[e] *= correction[e];
-  }
+}
+
+// Online softmax of one tile's raw scores: masks (causal), updates the rows' running max (raw units) and sum,
+// turns s into the unnormalised probabilities exp2(s * scale_log2 - max * scale_log2) (one fused multiply-add and
+// one ex2 per score), and returns the factor by which O must be rescaled. Does not touch O. The max and the sum run
+// as two independent chains per row, for instruction-level parallelism.
+__device__ __forceinline__ void online_softmax(row_state& r, float (&s)[64], int tile, bool needs_mask,
+                                               float scale_log2, int col_pair, float (&correction)[2]) {
+  if (needs_mask) apply_causal_mask(r, s, tile, col_pair);
+  float tile_max[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};  // [chain * 2 + row]
 #pragma unroll
   for (int j = 0; j < kTileK / 8; ++j) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      s[4 * j + e] = exp2f(s[4 * j + e] - m_use[e >> 1]);
-      r.l[e >> 1] += s[4 * j + e];
+      float& chain = tile_max[(j & 1) * 2 + (e >> 1)];
+      chain = fmaxf(chain, s[4 * j + e]);
     }
   }
+  float m_scaled[2];
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    float row_max = fmaxf(tile_max[e], tile_max[2 + e]);
+    row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, 1));
+    row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, 2));
+    const float m_new = fmaxf(r.m[e], row_max);
+    const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // a row with no key yet keeps zeros
+    m_scaled[e] = m_use * scale_log2;
+    correction[e] = fast_exp2((r.m[e] - m_use) * scale_log2);
+    r.m[e] = m_new;
+    r.l[e] *= correction[e];
+  }
+  float tile_sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // [chain * 2 + row]
+#pragma unroll
+  for (int j = 0; j < kTileK / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      s[4 * j + e] = fast_exp2(fmaf(s[4 * j + e], scale_log2, -m_scaled[e >> 1]));
+      tile_sum[(j & 1) * 2 + (e >> 1)] += s[4 * j + e];
+    }
+  }
+  r.l[0] += tile_sum[0] + tile_sum[2];
+  r.l[1] += tile_sum[1] + tile_sum[3];
 }
 
 __device__ __forceinline__ void rescale_o(row_state& r, const float (&correction)[2]) {
@@ -382,7 +410,7 @@ __global__ void __launch_bounds__(kLockstepThreads, 1) prefill_attention_lockste
     load_q_rows<kTileQ, kLockstepThreads>(a, w, 0, q_smem, threadIdx.x);
     for (int tile = 0; tile < kAhead; ++tile) {  // copy group `tile` (Q joins group 0)
       if (tile < w.num_kv_tiles)
-        load_kv_tile<kLockstepThreads>(a, w, tile, kv_smem + tile * kStageBytes, threadIdx.x);
+        load_kv_tile<kLockstepThreads>(p, w, tile, kv_smem + tile * kStageBytes, threadIdx.x);
       cp_async_commit();
     }
     const group_rows g = rows_of_group(w, t.group, group_size);
@@ -397,7 +425,7 @@ __global__ void __launch_bounds__(kLockstepThreads, 1) prefill_attention_lockste
       const int ahead = tile + kAhead;
       const auto issue_loads = [&] {
         if (ahead < w.num_kv_tiles)
-          load_kv_tile<kLockstepThreads>(a, w, ahead, kv_smem + (ahead % STAGES) * kStageBytes, threadIdx.x);
+          load_kv_tile<kLockstepThreads>(p, w, ahead, kv_smem + (ahead % STAGES) * kStageBytes, threadIdx.x);
         cp_async_commit();
       };
       const uint32_t k_tile = kv_smem + (tile % STAGES) * kStageBytes;
@@ -564,7 +592,7 @@ __global__ void __launch_bounds__(kSpecialisedThreads, 1)
       for (int tile = 0; tile < w.num_kv_tiles; ++tile, ++use) {
         const int stage = use % kSpecialisedStages;
         mbarrier_wait(empty_bars + 8 * stage, ((use / kSpecialisedStages) & 1) ^ 1);
-        load_kv_tile<128>(a, w, tile, kv_smem + stage * kStageBytes, thread_in_group);
+        load_kv_tile<128>(p, w, tile, kv_smem + stage * kStageBytes, thread_in_group);
         cp_async_mbarrier_arrive(full_bars + 8 * stage);
       }
     }
@@ -617,8 +645,9 @@ template <typename Kernel, typename... Leading>
 cudaError_t launch(Kernel kernel, int threads, int smem, const prefill_attention_args& a, cudaStream_t stream,
                    const Leading&... leading) {
   const int group_size = a.num_q_heads / a.num_kv_heads;
+  const bool power_of_two = a.block_size > 0 && (a.block_size & (a.block_size - 1)) == 0;
   const wgmma_prefill_params p{a, (a.max_num_queries * group_size + kTileQ - 1) / kTileQ,
-                               a.scale * 1.4426950408889634f};
+                               a.scale * 1.4426950408889634f, power_of_two ? __builtin_ctz(a.block_size) : -1};
   const int64_t num_items = static_cast<int64_t>(p.max_q_tiles) * a.num_kv_heads * a.num_seqs;
   if (num_items == 0) return cudaSuccess;
   const int grid = grid_for_budget(a.num_sms, 1, num_items);
