@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+
+#include <fmt/format.h>
 
 #include "core/error.h"
 #include "pipeline/validator.h"
@@ -99,37 +102,58 @@ nlohmann::json measurement_json(const std::vector<timed_spec>& specs, size_t cho
           {"specs", all}};
 }
 
-std::vector<int> decode_ladder(int workload_decode_rows) {
+namespace {
+
+// Counts at the given fractions (in eighths) of `workload_rows`, rounded, distinct, ascending, below the workload's
+// and at least `smallest`.
+std::vector<int> ladder_at(int workload_rows, std::initializer_list<int> eighths, int smallest) {
   std::vector<int> ladder;
-  for (int eighths : {1, 2, 4, 6}) {
-    const int d = static_cast<int>(std::lround(workload_decode_rows * eighths / 8.0));
-    if (d > 0 && d < workload_decode_rows && (ladder.empty() || d > ladder.back())) ladder.push_back(d);
+  for (int e : eighths) {
+    const int rows = static_cast<int>(std::lround(workload_rows * e / 8.0));
+    if (rows >= smallest && rows < workload_rows && (ladder.empty() || rows > ladder.back())) ladder.push_back(rows);
   }
   return ladder;
 }
 
-int min_decode_rows_from(std::vector<decode_point> points) {
+// The smallest count (`rows` of each point) from which the spec measured faster at every larger point; 0 when it
+// won everywhere; one past the largest count when it lost there.
+int threshold_from(std::vector<decode_point> points, int decode_point::*rows) {
+  if (points.empty()) return 0;
   std::sort(points.begin(), points.end(),
-            [](const decode_point& a, const decode_point& b) { return a.num_decode < b.num_decode; });
+            [&](const decode_point& a, const decode_point& b) { return a.*rows < b.*rows; });
   int threshold = 0;
   for (const decode_point& p : points)
     if (p.spec_us >= p.sequential_us) threshold = -1;  // lost here: the threshold is above
-    else if (threshold < 0) threshold = p.num_decode;
-  if (threshold < 0) return points.back().num_decode + 1;  // lost at the largest point too
+    else if (threshold < 0) threshold = p.*rows;
+  if (threshold < 0) return points.back().*rows + 1;  // lost at the largest point too
   return threshold;
 }
 
-int min_prefill_rows_from(const decode_point& decode_only) {
-  return decode_only.spec_us < decode_only.sequential_us ? 0 : 1;
+}  // namespace
+
+std::vector<int> decode_ladder(int workload_decode_rows) { return ladder_at(workload_decode_rows, {1, 2, 4, 6}, 1); }
+
+std::vector<int> prefill_ladder(int workload_prefill_rows) {
+  return ladder_at(workload_prefill_rows, {0, 1, 2, 4}, 0);
 }
 
-nlohmann::json decode_ladder_json(const std::vector<decode_point>& points, int min_decode_rows) {
+int min_decode_rows_from(std::vector<decode_point> points) {
+  return threshold_from(std::move(points), &decode_point::num_decode);
+}
+
+int min_prefill_rows_from(std::vector<decode_point> points) {
+  return threshold_from(std::move(points), &decode_point::num_prefill);
+}
+
+nlohmann::json ladder_json(const std::vector<decode_point>& points, const char* rows_key, int threshold) {
   nlohmann::json all = nlohmann::json::array();
   for (const decode_point& p : points)
     all.push_back({{"num_decode", p.num_decode}, {"num_prefill", p.num_prefill}, {"spec_step_us", p.spec_us},
                    {"sequential_step_us", p.sequential_us}});
-  return {{"min_decode_rows", min_decode_rows},
-          {"note", "steps with fewer decode rows than min_decode_rows run the sequential spec"},
+  std::string rows = std::string(rows_key).substr(4);  // "decode_rows" or "prefill_rows"
+  std::replace(rows.begin(), rows.end(), '_', ' ');
+  return {{rows_key, threshold},
+          {"note", fmt::format("steps with fewer {} than {} run the sequential spec", rows, rows_key)},
           {"points", all}};
 }
 

@@ -44,7 +44,7 @@ size_t time_and_choose(std::vector<timed_spec>& specs, const step_timer& timer, 
 // The measurements as JSON: every spec's label, predicted and measured step time, and which was chosen.
 nlohmann::json measurement_json(const std::vector<timed_spec>& specs, size_t chosen);
 
-// One step mix of the decode ladder, with the measured step time of the chosen spec and of the sequential one.
+// One step mix of a ladder, with the measured step time of the chosen spec and of the sequential one.
 struct decode_point {
   int num_decode = 0;
   int num_prefill = 0;
@@ -56,15 +56,22 @@ struct decode_point {
 // rounded, positive and distinct, ascending (empty below 2 decode rows).
 std::vector<int> decode_ladder(int workload_decode_rows);
 
+// Prefill counts below the workload's to time the chosen spec at (the decode rows kept at the workload's): 0 (a
+// decode-only step), then 1/8, 1/4 and 1/2 of `workload_prefill_rows`, rounded, distinct, ascending (empty without
+// prefill rows).
+std::vector<int> prefill_ladder(int workload_prefill_rows);
+
 // The min_decode_rows for the chosen spec: the smallest decode count from which it measured faster than the
 // sequential spec at every larger point; 0 when it won at every point (or there are none). A point where it lost
 // puts the threshold at the next point above, so the spec runs only where it was seen to win.
 int min_decode_rows_from(std::vector<decode_point> points);
 
-nlohmann::json decode_ladder_json(const std::vector<decode_point>& points, int min_decode_rows);
+// The min_prefill_rows for the chosen spec, by the same rule over the points' prefill counts; a loss at the
+// decode-only point (0 prefill rows) gives at least 1, so decode-only steps run the sequential spec.
+int min_prefill_rows_from(std::vector<decode_point> points);
 
-// The min_prefill_rows for the chosen spec from a decode-only step (no prefill rows): 1, so that decode-only steps
-// run the sequential spec, unless the spec measured faster there (then 0).
-int min_prefill_rows_from(const decode_point& decode_only);
+// A ladder's points and the threshold chosen from them, `rows_key` naming the threshold ("min_decode_rows" or
+// "min_prefill_rows").
+nlohmann::json ladder_json(const std::vector<decode_point>& points, const char* rows_key, int threshold);
 
 }  // namespace nf

@@ -1,5 +1,5 @@
 // Paged prefill attention against ref::paged_attention: whole prompts, chunks after a cached prefix, single
-// tokens, GQA groups 1 to 8 (group 1 at head_dim 64 and 128), block sizes 8 to 32, full and small SM budgets.
+// tokens, GQA groups 1 to 8 (group 1 at head_dim 64 and 128), block sizes 8 to 48, full and small SM budgets.
 #include <tuple>
 
 #include "kernels/cuda/prefill_attention.h"
@@ -12,7 +12,9 @@ namespace {
 using test::bf16;
 using test::device_buffer;
 
-// num_q_heads, num_kv_heads, head_dim, block_size, num_sms
+// num_q_heads, num_kv_heads, head_dim, block_size, num_sms. For the head_dim 128 kernels' K/V gather: block sizes 16
+// (the engine's) and 32 take the whole-tile path, 48 (not a power of two) the general one, 8 the general one in the
+// two-warpgroup kernels and the whole-tile one in the producer warpgroup of variants 4 and 5.
 class prefill_attention_test : public ::testing::TestWithParam<std::tuple<int, int, int, int, int>> {};
 
 TEST_P(prefill_attention_test, matches_reference) {
@@ -86,7 +88,8 @@ TEST_P(prefill_attention_test, matches_reference) {
 INSTANTIATE_TEST_SUITE_P(shapes, prefill_attention_test,
                          ::testing::Values(std::make_tuple(32, 8, 128, 16, 0), std::make_tuple(12, 4, 64, 16, 0),
                                            std::make_tuple(8, 1, 128, 8, 3), std::make_tuple(6, 6, 64, 32, 0),
-                                           std::make_tuple(28, 4, 128, 16, 1), std::make_tuple(4, 4, 128, 16, 0)));
+                                           std::make_tuple(28, 4, 128, 16, 1), std::make_tuple(4, 4, 128, 16, 0),
+                                           std::make_tuple(16, 8, 128, 32, 0), std::make_tuple(8, 2, 128, 48, 0)));
 
 }  // namespace
 }  // namespace nf

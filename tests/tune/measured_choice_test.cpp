@@ -156,16 +156,49 @@ TEST(min_decode_rows, starts_the_spec_where_it_wins_from_there_up) {
   // Loses at the largest point too: never.
   EXPECT_EQ(min_decode_rows_from(points_of({{64, 50, 60}, {512, 61, 60}})), 513);
 
-  // Decode-only steps keep the spec only where it measured faster there; a tie counts as a loss.
-  EXPECT_EQ(min_prefill_rows_from({512, 0, 30.0, 31.0}), 0);
-  EXPECT_EQ(min_prefill_rows_from({512, 0, 31.0, 31.0}), 1);
-  EXPECT_EQ(min_prefill_rows_from({512, 0, 33.0, 31.0}), 1);
-
-  const nlohmann::json doc = decode_ladder_json(points_of({{64, 62, 56}, {512, 70, 77}}), 512);
+  const nlohmann::json doc = ladder_json(points_of({{64, 62, 56}, {512, 70, 77}}), "min_decode_rows", 512);
   EXPECT_EQ(doc["min_decode_rows"], 512);
+  EXPECT_EQ(doc["note"], "steps with fewer decode rows than min_decode_rows run the sequential spec");
   ASSERT_EQ(doc["points"].size(), 2u);
   EXPECT_EQ(doc["points"][1]["num_decode"], 512);
   EXPECT_DOUBLE_EQ(doc["points"][0]["sequential_step_us"].get<double>(), 56.0);
+}
+
+TEST(prefill_ladder, starts_at_a_decode_only_step_below_the_workload) {
+  EXPECT_EQ(prefill_ladder(1536), (std::vector<int>{0, 192, 384, 768}));
+  EXPECT_EQ(prefill_ladder(24), (std::vector<int>{0, 3, 6, 12}));
+  EXPECT_EQ(prefill_ladder(3), (std::vector<int>{0, 1, 2}));  // 3/8 rounds to 0, a repeat
+  EXPECT_EQ(prefill_ladder(1), (std::vector<int>{0}));
+  EXPECT_TRUE(prefill_ladder(0).empty());
+}
+
+// Points as (prefill rows, spec step time, sequential step time) at 512 decode rows.
+std::vector<decode_point> prefill_points_of(const std::vector<std::array<double, 3>>& rows) {
+  std::vector<decode_point> points;
+  for (const auto& r : rows) points.push_back({512, static_cast<int>(r[0]), r[1], r[2]});
+  return points;
+}
+
+TEST(min_prefill_rows, starts_the_spec_where_it_wins_from_there_up) {
+  // Wins at the decode-only step and above: no threshold.
+  EXPECT_EQ(min_prefill_rows_from(prefill_points_of({{0, 30, 31}, {192, 40, 42}, {1536, 60, 66}})), 0);
+  // Loses (or ties) only at the decode-only step: decode-only steps run the sequential spec, the rest the split.
+  EXPECT_EQ(min_prefill_rows_from(prefill_points_of({{0, 31, 31}, {192, 40, 42}, {1536, 60, 66}})), 192);
+  // Loses up to a quarter of the workload's prefill rows: the split starts at the next point up.
+  EXPECT_EQ(min_prefill_rows_from(
+                prefill_points_of({{1536, 60, 66}, {384, 49, 48}, {0, 33, 31}, {768, 52, 53}, {192, 44, 42}})),
+            768);
+  // A win at the decode-only step below a loss does not count.
+  EXPECT_EQ(min_prefill_rows_from(prefill_points_of({{0, 30, 31}, {192, 43, 42}, {1536, 60, 66}})), 1536);
+  // Loses at the workload's point too: never.
+  EXPECT_EQ(min_prefill_rows_from(prefill_points_of({{0, 30, 31}, {1536, 67, 66}})), 1537);
+
+  const nlohmann::json doc = ladder_json(prefill_points_of({{0, 33, 31}, {1536, 60, 66}}), "min_prefill_rows", 1536);
+  EXPECT_EQ(doc["min_prefill_rows"], 1536);
+  EXPECT_EQ(doc["note"], "steps with fewer prefill rows than min_prefill_rows run the sequential spec");
+  ASSERT_EQ(doc["points"].size(), 2u);
+  EXPECT_EQ(doc["points"][0]["num_prefill"], 0);
+  EXPECT_EQ(doc["points"][1]["num_decode"], 512);
 }
 
 }  // namespace

@@ -8,12 +8,14 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "e2e/run_command.h"
 #include "pipeline/pipeline_spec.h"
 #include "pipeline/validator.h"
 #include "synthetic_profile.h"
 #include "test_paths.h"
+#include "tune/measured_choice.h"
 #include "tune/search.h"
 
 namespace nf {
@@ -137,13 +139,20 @@ TEST_F(tune_cli, search_with_measure_writes_the_fastest_measured_candidate) {
   EXPECT_NE(spec.description.find("chosen by timing"), std::string::npos) << spec.description;
   EXPECT_NE(spec.description.find(fastest), std::string::npos) << spec.description;
   EXPECT_NE(result.out.find("measured sequential"), std::string::npos) << result.out;
-  if (fastest != "sequential") {  // a split won: its row thresholds come from the ladder and a decode-only step
-    ASSERT_TRUE(prediction.contains("decode_only")) << prediction.dump(1);
-    const json& decode_only = prediction["decode_only"];
-    EXPECT_EQ(decode_only["num_decode"], 8);
-    EXPECT_EQ(decode_only["min_prefill_rows"], spec.min_prefill_rows);
-    EXPECT_EQ(spec.min_prefill_rows,
-              decode_only["spec_step_us"].get<double>() < decode_only["sequential_step_us"].get<double>() ? 0 : 1);
+  if (fastest != "sequential") {  // a split won: its row thresholds come from the decode and prefill ladders
+    ASSERT_TRUE(prediction.contains("prefill_ladder")) << prediction.dump(1);
+    const json& ladder = prediction["prefill_ladder"];
+    EXPECT_EQ(ladder["min_prefill_rows"], spec.min_prefill_rows);
+    std::vector<decode_point> points;
+    for (const json& p : ladder["points"]) {
+      EXPECT_EQ(p["num_decode"], 8) << p;
+      points.push_back({p["num_decode"].get<int>(), p["num_prefill"].get<int>(), p["spec_step_us"].get<double>(),
+                        p["sequential_step_us"].get<double>()});
+    }
+    ASSERT_EQ(points.size(), prefill_ladder(24).size() + 1);
+    EXPECT_EQ(points.front().num_prefill, 0);
+    EXPECT_EQ(points.back().num_prefill, 24);
+    EXPECT_EQ(spec.min_prefill_rows, min_prefill_rows_from(points));
     EXPECT_EQ(prediction["decode_ladder"]["min_decode_rows"], spec.min_decode_rows);
   }
 }

@@ -80,12 +80,45 @@ __device__ __forceinline__ bool decode_item(const wgmma_prefill_params& p, int64
   return true;
 }
 
+// Gathers K and V of a tile that lies wholly inside the context (`first_token` = tile * kTileK) when the block size
+// is a power of two of at least kStep = THREADS / kChunksPerRow tokens. This thread copies chunk thread %
+// kChunksPerRow of rows thread / kChunksPerRow + kStep * j: row j's block-table entry is the same for every thread,
+// its cache row is the per-thread base plus one wide multiply, and its swizzled shared-memory offset is the
+// per-thread base plus kStep * j * 128 (kStep is a multiple of 8, so the swizzle pattern repeats). No bounds checks.
+template <int THREADS>
+__device__ __forceinline__ void load_full_kv_tile(const wgmma_prefill_params& p, const work_item& w, int first_token,
+                                                  uint32_t stage, int thread) {
+  constexpr int kStep = THREADS / kChunksPerRow;
+  static_assert(kStep % 8 == 0, "rows kStep apart share the swizzle pattern");
+  const prefill_attention_args& a = p.args;
+  const int64_t head_stride = static_cast<int64_t>(a.block_size) * kHeadDim;
+  const uint32_t block_stride = 2u * a.num_kv_heads * static_cast<uint32_t>(head_stride);  // elements per block
+  const int row = thread / kChunksPerRow, chunk = thread % kChunksPerRow;
+  const bf16* thread_base = a.kv_cache + w.kv_head * head_stride + row * kHeadDim + chunk * 8;
+  const int64_t v_offset = a.num_kv_heads * head_stride;  // from a K row to its V row
+  const uint32_t thread_stage = stage + sw128_offset<kTileK>(row, chunk);
+#pragma unroll 4
+  for (int j = 0; j < kTileK / kStep; ++j) {
+    const int token = first_token + j * kStep;  // row 0 of this step; rows up to kStep - 1 later share its block
+    const uint32_t block = static_cast<uint32_t>(w.table[token >> p.block_shift]);
+    const bf16* k = thread_base + static_cast<uint64_t>(block) * block_stride + (token & (a.block_size - 1)) * kHeadDim;
+    const uint32_t dst = thread_stage + j * kStep * 128;
+    cp_async_16(dst, k, 16);
+    cp_async_16(dst + kKvTileBytes, k + v_offset, 16);
+  }
+}
+
 // Gathers K and V of `tile` (kTileK tokens of the sequence) into one stage with THREADS threads (`thread` is this
-// one's index among them); rows past the context are zero-filled.
+// one's index among them); rows past the context are zero-filled. Whole tiles with a power-of-two block size take
+// load_full_kv_tile.
 template <int THREADS>
 __device__ __forceinline__ void load_kv_tile(const wgmma_prefill_params& p, const work_item& w, int tile,
                                              uint32_t stage, int thread) {
   const prefill_attention_args& a = p.args;
+  if (p.block_shift >= 0 && a.block_size % (THREADS / kChunksPerRow) == 0 && (tile + 1) * kTileK <= w.context_len) {
+    load_full_kv_tile<THREADS>(p, w, tile * kTileK, stage, thread);
+    return;
+  }
   const int64_t head_stride = static_cast<int64_t>(a.block_size) * kHeadDim;
   const int64_t block_stride = 2 * a.num_kv_heads * head_stride;  // elements per cache block (K and V)
   const bf16* head_base = a.kv_cache + w.kv_head * head_stride;
