@@ -17,7 +17,8 @@
 #   COMPARE ("overlap-front"): schedules the tune stage benchmarks beside the tuned and the sequential one;
 #   NUM_PROMPTS (1000): prompts of the tune and ablation runs; PORT_PROMPTS (300): of the porting runs;
 #   PORT_MODELS (default "llama2-7b mistral-7b qwen2-7b"): folders of configs/models;
-#   SCHEDULES (default "sequential overlap-front configs/pipelines/tuned/llama3-8b-h200.json"), WORKLOADS
+#   SCHEDULES (default "sequential overlap-front configs/pipelines/tuned/llama3-8b-h200.json"; the word TUNED stands
+#   for the spec this run's tune stage wrote), WORKLOADS
 #   ("fixed splitwise_conv sharegpt lmsys"): the ablation's, as ablation.sh takes them; ABLATION_TIMEOUT (150):
 #   seconds per ablation run.
 # On an H200 "tests tune port" take about 9 minutes and "ablation" about 8 at these defaults: two calls of at most
@@ -112,7 +113,8 @@ Warp Cycles Per Issued|L2 Hit|L1/TEX Hit|Executed Ipc|Stall|Tensor" "$logs/ncu_p
         pack
       done ;;
     ablation)
-      SCHEDULES="${SCHEDULES:-sequential overlap-front configs/pipelines/tuned/llama3-8b-h200.json}" \
+      schedules="${SCHEDULES:-sequential overlap-front configs/pipelines/tuned/llama3-8b-h200.json}"
+      SCHEDULES="${schedules//TUNED/$logs/tune/tuned_spec.json}" \
         WORKLOADS="${WORKLOADS:-fixed splitwise_conv sharegpt lmsys}" NUM_PROMPTS="$num_prompts" \
         BENCH_TIMEOUT="${ABLATION_TIMEOUT:-150}" \
         bash "$here/ablation.sh" "$logs/ablation" "$bundle" > "$logs/ablation.txt" 2>&1
