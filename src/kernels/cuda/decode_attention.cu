@@ -214,11 +214,11 @@ __global__ void __launch_bounds__(cfg::warps_per_block * 32, 1) decode_attention
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const float m_new = fmaxf(m[h], tile_max[h]);  // finite: every tile holds a valid token
-      correction[h] = exp2f(m[h] - m_new);
+      correction[h] = fast_exp2(m[h] - m_new);
       m[h] = m_new;
     }
-    const float p0 = exp2f(s[0] - m[0]), p1 = exp2f(s[1] - m[1]);
-    const float p2 = exp2f(s[2] - m[0]), p3 = exp2f(s[3] - m[1]);
+    const float p0 = fast_exp2(s[0] - m[0]), p1 = fast_exp2(s[1] - m[1]);
+    const float p2 = fast_exp2(s[2] - m[0]), p3 = fast_exp2(s[3] - m[1]);
     l[0] = l[0] * correction[0] + p0 + p2;
     l[1] = l[1] * correction[1] + p1 + p3;
     const uint32_t b0 = movmatrix_trans(pack_bf16x2(p0, p1));  // P^T[tokens 0-7, head row_in_quad]
@@ -458,14 +458,14 @@ __global__ void __launch_bounds__(cfg::warps_per_block * 32, 1)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const float m_new = fmaxf(m[h], pair_max[h]);  // finite: the first tile holds a valid token
-      correction[h] = exp2f(m[h] - m_new);
+      correction[h] = fast_exp2(m[h] - m_new);
       m[h] = m_new;
     }
     uint32_t b[2][2];  // P^T of tile t: tokens 0-7 and 8-15, head row_in_quad
 #pragma unroll
     for (int t = 0; t < 2; ++t) {
-      const float p0 = exp2f(s[t][0] - m[0]), p1 = exp2f(s[t][1] - m[1]);
-      const float p2 = exp2f(s[t][2] - m[0]), p3 = exp2f(s[t][3] - m[1]);
+      const float p0 = fast_exp2(s[t][0] - m[0]), p1 = fast_exp2(s[t][1] - m[1]);
+      const float p2 = fast_exp2(s[t][2] - m[0]), p3 = fast_exp2(s[t][3] - m[1]);
       l[0] = (t == 0 ? l[0] * correction[0] : l[0]) + p0 + p2;
       l[1] = (t == 0 ? l[1] * correction[1] : l[1]) + p1 + p3;
       b[t][0] = movmatrix_trans(pack_bf16x2(p0, p1));
@@ -541,7 +541,7 @@ __global__ void decode_merge_kernel(decode_params p, bf16* __restrict__ out) {
     float acc[per_lane] = {};
     float denominator = 0.0f;
     for (int c = 0; c < num_chunks; ++c) {
-      const float w = exp2f(ml[2 * c] - max_all);
+      const float w = fast_exp2(ml[2 * c] - max_all);
       denominator += w * ml[2 * c + 1];
       const float* src = p.partial_out + (row * p.max_chunks + c) * HEAD_DIM + lane * per_lane;
 #pragma unroll

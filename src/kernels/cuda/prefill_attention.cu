@@ -252,7 +252,7 @@ __global__ void __launch_bounds__(cfg::warps_per_block * 32, cfg::blocks_per_sm)
             tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
             const float m_new = fmaxf(m[mt][r], tile_max[r]);
             m_use[r] = m_new == -INFINITY ? 0.0f : m_new;  // a row with no key yet keeps zeros
-            correction[r] = exp2f(m[mt][r] - m_use[r]);
+            correction[r] = fast_exp2(m[mt][r] - m_use[r]);
             m[mt][r] = m_new;
             l[mt][r] *= correction[r];
           }
@@ -267,7 +267,7 @@ __global__ void __launch_bounds__(cfg::warps_per_block * 32, cfg::blocks_per_sm)
           for (int n = 0; n < cfg::tile_k / 8; ++n) {
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-              s[mt][n][e] = exp2f(s[mt][n][e] - m_use[e >> 1]);
+              s[mt][n][e] = fast_exp2(s[mt][n][e] - m_use[e >> 1]);
               l[mt][e >> 1] += s[mt][n][e];
             }
           }
