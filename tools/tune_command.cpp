@@ -199,28 +199,6 @@ decode_point time_step_mix(const tune_cli_options& o, backend& model, const pipe
   return p;
 }
 
-// The chosen split and the sequential spec timed at fewer decode rows (the step's other rows prefill, so the
-// token count stays the workload's), plus the workload point itself: where the split stops paying.
-std::vector<decode_point> measure_decode_ladder(const tune_cli_options& o, backend& model, const pipeline_spec& spec,
-                                                double spec_us, double sequential_us) {
-  std::vector<decode_point> points;
-  for (int d : decode_ladder(o.decode_rows))
-    points.push_back(time_step_mix(o, model, spec, d, o.decode_rows + o.prefill_rows - d, "decode ladder"));
-  points.push_back({o.decode_rows, o.prefill_rows, spec_us, sequential_us});
-  return points;
-}
-
-// The same at the workload's decode rows and fewer prefill rows, from a decode-only step up, plus the workload
-// point: steps whose prefill nano-batch is too short to hide the decode attention beside it.
-std::vector<decode_point> measure_prefill_ladder(const tune_cli_options& o, backend& model, const pipeline_spec& spec,
-                                                 double spec_us, double sequential_us) {
-  std::vector<decode_point> points;
-  for (int p : prefill_ladder(o.prefill_rows))
-    points.push_back(time_step_mix(o, model, spec, o.decode_rows, p, "prefill ladder"));
-  points.push_back({o.decode_rows, o.prefill_rows, spec_us, sequential_us});
-  return points;
-}
-
 int search_and_write(const tune_cli_options& o, const operation_profile& profile, int default_measure) {
   tune_options options;
   options.workload = {o.decode_rows, o.prefill_rows, o.mean_context};
@@ -264,16 +242,18 @@ int search_and_write(const tune_cli_options& o, const operation_profile& profile
   nlohmann::json prediction = base.prediction_json();
   prediction["measured"] = measurement_json(specs, chosen);
   if (best.label != "sequential" && sequential_us > 0.0) {
-    const std::vector<decode_point> decode_points =
-        measure_decode_ladder(o, *model, spec, best.measured_step_us, sequential_us);
-    spec.min_decode_rows = min_decode_rows_from(decode_points);
-    prediction["decode_ladder"] = ladder_json(decode_points, "min_decode_rows", spec.min_decode_rows);
-    std::printf("min_decode_rows %d: steps with fewer decode rows run the sequential spec\n", spec.min_decode_rows);
-    const std::vector<decode_point> prefill_points =
-        measure_prefill_ladder(o, *model, spec, best.measured_step_us, sequential_us);
-    spec.min_prefill_rows = min_prefill_rows_from(prefill_points);
-    prediction["prefill_ladder"] = ladder_json(prefill_points, "min_prefill_rows", spec.min_prefill_rows);
-    std::printf("min_prefill_rows %d: steps with fewer prefill rows run the sequential spec\n", spec.min_prefill_rows);
+    const step_mix_timer time_mix = [&](int num_decode, int num_prefill, const char* ladder) {
+      return time_step_mix(o, *model, spec, num_decode, num_prefill, ladder);
+    };
+    const row_thresholds thresholds = measure_row_thresholds(
+        o.decode_rows, o.prefill_rows, {o.decode_rows, o.prefill_rows, best.measured_step_us, sequential_us}, time_mix);
+    spec.min_decode_rows = thresholds.min_decode_rows;
+    spec.min_prefill_rows = thresholds.min_prefill_rows;
+    prediction["decode_ladder"] = thresholds.decode_ladder;
+    prediction["prefill_ladder"] = thresholds.prefill_ladder;
+    std::printf("min_decode_rows %d, min_prefill_rows %d: steps with fewer decode or prefill rows run the sequential "
+                "spec\n",
+                spec.min_decode_rows, spec.min_prefill_rows);
   }
   if (best.predicted_step_us < 0)
     prediction["measured"]["chosen_note"] =

@@ -157,4 +157,20 @@ nlohmann::json ladder_json(const std::vector<decode_point>& points, const char* 
           {"points", all}};
 }
 
+row_thresholds measure_row_thresholds(int decode_rows, int prefill_rows, const decode_point& at_workload,
+                                      const step_mix_timer& time_mix) {
+  std::vector<decode_point> decode_points, prefill_points;
+  for (int d : decode_ladder(decode_rows))
+    decode_points.push_back(time_mix(d, decode_rows + prefill_rows - d, "decode ladder"));
+  decode_points.push_back(at_workload);
+  for (int p : prefill_ladder(prefill_rows)) prefill_points.push_back(time_mix(decode_rows, p, "prefill ladder"));
+  prefill_points.push_back(at_workload);
+  row_thresholds t;
+  t.min_decode_rows = min_decode_rows_from(decode_points);
+  t.min_prefill_rows = min_prefill_rows_from(prefill_points);
+  t.decode_ladder = ladder_json(decode_points, "min_decode_rows", t.min_decode_rows);
+  t.prefill_ladder = ladder_json(prefill_points, "min_prefill_rows", t.min_prefill_rows);
+  return t;
+}
+
 }  // namespace nf

@@ -3,8 +3,9 @@
 // the engine (every layer, its launches, the LM head, the host) is what the spec is for, so the tuner times
 // the step for the few specs the search ranks best, the sequential spec, and the best split with its SM
 // partition moved to each of a list of memory-side budgets (the search's orders kept), and writes the fastest.
-// Then, since the chosen split only pays where there is enough decode attention to hide, it and the sequential
-// spec are timed at fewer decode rows (a ladder below the workload's) to set the spec's min_decode_rows.
+// Then, since the chosen split only pays where there is enough decode attention to hide and enough prefill work to
+// hide it under, it and the sequential spec are timed at fewer decode rows and at fewer prefill rows (ladders below
+// the workload's) to set the spec's min_decode_rows and min_prefill_rows.
 #pragma once
 
 #include <cstdio>
@@ -73,5 +74,22 @@ int min_prefill_rows_from(std::vector<decode_point> points);
 // A ladder's points and the threshold chosen from them, `rows_key` naming the threshold ("min_decode_rows" or
 // "min_prefill_rows").
 nlohmann::json ladder_json(const std::vector<decode_point>& points, const char* rows_key, int threshold);
+
+// Times the chosen spec and the sequential one at one step mix; `ladder` ("decode ladder" or "prefill ladder")
+// names the ladder the mix belongs to, for progress output.
+using step_mix_timer = std::function<decode_point(int num_decode, int num_prefill, const char* ladder)>;
+
+struct row_thresholds {
+  int min_decode_rows = 0;
+  int min_prefill_rows = 0;
+  nlohmann::json decode_ladder;   // ladder_json of the decode ladder's points
+  nlohmann::json prefill_ladder;  // and of the prefill ladder's
+};
+
+// Times the decode ladder (decode_ladder(decode_rows) decode rows, the rest of the workload's tokens prefill) and
+// the prefill ladder (the workload's decode rows, prefill_ladder(prefill_rows) prefill rows) with `time_mix`, adds
+// the workload's own point `at_workload` to both, and derives both thresholds.
+row_thresholds measure_row_thresholds(int decode_rows, int prefill_rows, const decode_point& at_workload,
+                                      const step_mix_timer& time_mix);
 
 }  // namespace nf

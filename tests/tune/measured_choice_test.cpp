@@ -4,8 +4,11 @@
 // below which the chosen split gives way to the sequential spec.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "pipeline/validator.h"
 #include "synthetic_profile.h"
@@ -199,6 +202,43 @@ TEST(min_prefill_rows, starts_the_spec_where_it_wins_from_there_up) {
   ASSERT_EQ(doc["points"].size(), 2u);
   EXPECT_EQ(doc["points"][0]["num_prefill"], 0);
   EXPECT_EQ(doc["points"][1]["num_decode"], 512);
+}
+
+TEST(row_thresholds, time_both_ladders_at_their_mixes_and_follow_the_measurements) {
+  // A synthetic device where the split wins by 5% only with at least 256 decode rows and at least 384 prefill rows.
+  std::vector<std::array<int, 2>> timed;
+  std::vector<std::string> ladders;
+  const step_mix_timer time_mix = [&](int num_decode, int num_prefill, const char* ladder) {
+    timed.push_back({num_decode, num_prefill});
+    ladders.emplace_back(ladder);
+    const double sequential = 1000.0 + num_decode + num_prefill;
+    const bool wins = num_decode >= 256 && num_prefill >= 384;
+    return decode_point{num_decode, num_prefill, sequential * (wins ? 0.95 : 1.05), sequential};
+  };
+  const decode_point workload{512, 1536, 2900.0, 3048.0};
+  const row_thresholds t = measure_row_thresholds(512, 1536, workload, time_mix);
+
+  const std::vector<std::array<int, 2>> expected = {
+      {64, 1984}, {128, 1920}, {256, 1792}, {384, 1664},  // decode ladder: the step's tokens stay 2048
+      {512, 0},   {512, 192},  {512, 384},  {512, 768}};  // prefill ladder at the workload's decode rows
+  EXPECT_EQ(timed, expected);
+  EXPECT_EQ(std::count(ladders.begin(), ladders.end(), "decode ladder"), 4);
+  EXPECT_EQ(std::count(ladders.begin(), ladders.end(), "prefill ladder"), 4);
+  EXPECT_EQ(t.min_decode_rows, 256);
+  EXPECT_EQ(t.min_prefill_rows, 384);
+  EXPECT_EQ(t.decode_ladder["min_decode_rows"], 256);
+  EXPECT_EQ(t.prefill_ladder["min_prefill_rows"], 384);
+  ASSERT_EQ(t.decode_ladder["points"].size(), 5u);  // the ladder and the workload's point
+  ASSERT_EQ(t.prefill_ladder["points"].size(), 5u);
+  EXPECT_EQ(t.prefill_ladder["points"][4]["num_prefill"], 1536);
+  EXPECT_DOUBLE_EQ(t.prefill_ladder["points"][4]["spec_step_us"].get<double>(), 2900.0);
+
+  // Without prefill rows in the workload there is no prefill ladder and no prefill threshold.
+  timed.clear();
+  const row_thresholds decode_only = measure_row_thresholds(8, 0, {8, 0, 90.0, 100.0}, time_mix);
+  EXPECT_EQ(decode_only.min_prefill_rows, 0);
+  EXPECT_EQ(decode_only.prefill_ladder["points"].size(), 1u);
+  for (const auto& mix : timed) EXPECT_EQ(mix[1], 8 - mix[0]) << mix[0];
 }
 
 }  // namespace
