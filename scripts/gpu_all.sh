@@ -11,7 +11,7 @@
 #   KERNELS ("prefill decode"): the bench_kernels groups of the kernels stage; "kernel_tests" (extra) runs
 #   test_kernels_cuda alone, KERNEL_TESTS (default "*") its gtest filter, KERNEL_TESTS_TIMEOUT (240) its seconds;
 #   "ncu" (extra) profiles prefill attention at 4k tokens with Nsight Compute, one run per variant of NCU_VARIANTS
-#   ("3"), and prints the headline metrics;
+#   ("3"), and prints the headline metrics and the stall reasons;
 #   PROFILE_SCHEDULES ("sequential overlap"), PROFILE_PROMPTS (1000): the profile stage's `--profile-ops` runs at
 #   fixed 1024/512 (enough prompts to reach the steady state of ~540 decodes per full step);
 #   COMPARE ("overlap-front"): schedules the tune stage benchmarks beside the tuned and the sequential one;
@@ -62,6 +62,12 @@ for stage in ${STAGES:-tests kernels overlap tune port ablation}; do
         echo "-- ncu, prefill attention variant $variant (4k tokens): rc=$?"
         grep -E "Duration|Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy|Eligible Warps|No Eligible|\
 Warp Cycles Per Issued|L2 Hit|L1/TEX Hit|Executed Ipc|Stall|Tensor" "$logs/ncu_prefill_$variant.txt" | head -40
+        # Where the warps wait: cycles stalled per issued instruction, by reason, largest first.
+        timeout 120 "$ncu" --clock-control none -k regex:prefill_attention --launch-skip 3 --launch-count 1 \
+          --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active" \
+          "$bundle/bin/bench/bench_kernels" --profile prefill --variant "$variant" > "$logs/ncu_stalls_$variant.txt" 2>&1
+        echo "-- stall reasons, variant $variant (cycles per issued instruction): rc=$?"
+        grep -E "smsp__average_warps_issue_stalled" "$logs/ncu_stalls_$variant.txt" | sort -k3 -g -r | head -10
         pack
       done ;;
     kernels)
