@@ -34,13 +34,14 @@ struct prefill_attention_args {
   // warpgroup and two free-running consumer warpgroups), 3 stages; 5: as 4, the consumers taking turns to issue
   // their MMAs; 6 (default, the fastest measured): as 3, each tile's copies issued under the Q K^T MMAs; 7: as 6
   // with 3 stages; 8: as 7, each warpgroup's softmax overlapping its previous tile's P V MMAs; 9: as 8 with K/V by
-  // bulk tensor copies (TMA; as 8 where the block size is not a multiple of 16). Variants 3-9 need head_dim 128;
-  // other head dims run variant 0.
+  // bulk tensor copies (TMA; as 8 where the block size is not a multiple of 16); 10: as 5 with 8's pipelining, each
+  // consumer's turn covering the issue of both its MMA groups. Variants 3-10 need head_dim 128; other head dims run
+  // variant 0.
   int variant = 6;
 };
 
 // Variants 0 .. num_prefill_attention_variants - 1 exist; tests and benchmarks run every one.
-inline constexpr int num_prefill_attention_variants = 10;
+inline constexpr int num_prefill_attention_variants = 11;
 
 cudaError_t prefill_attention(const prefill_attention_args& args, cudaStream_t stream);
 

@@ -1,4 +1,4 @@
-// Paged prefill attention on Hopper warpgroup MMA (wgmma, sm_90a), head_dim 128: variants 3 to 9 of
+// Paged prefill attention on Hopper warpgroup MMA (wgmma, sm_90a), head_dim 128: variants 3 to 10 of
 // prefill_attention. A work item is 128 packed rows of one (sequence, KV head) (query-major, then query head within
 // the GQA group, as in the mma.sync variants), 64 rows per consumer warpgroup. K and V tiles of 128 tokens are
 // gathered from the paged cache with cp.async into a shared-memory ring, in the 128-byte swizzled panel layout
@@ -12,7 +12,9 @@
 // other's MMAs. Variant 5: as 4, with the consumers taking turns to issue their MMAs (ping-pong).
 // Variant 6: as 3, with each tile's copies issued under the Q K^T MMAs; variant 7: as 6, with three stages.
 // Variant 8: as 7, with each warpgroup's softmax overlapping its own previous tile's P V MMAs. Variant 9: as 8,
-// with the K/V tiles brought in by bulk tensor copies (TMA) on mbarriers.
+// with the K/V tiles brought in by bulk tensor copies (TMA) on mbarriers. Variant 10: as 5, with 8's pipelining in
+// the consumers (FlashAttention-3's schedule): a consumer's turn covers the issue of S_t and P_{t-1} V_{t-1}, so the
+// other consumer's softmax runs while they execute.
 // Work items are ordered heaviest first (last query tiles) and walked by a persistent grid.
 #include "kernels/cuda/device_utils.cuh"
 #include "kernels/cuda/kv_tensor_map.h"
@@ -396,7 +398,7 @@ __device__ __forceinline__ void pipelined_tile(row_state& r, uint32_t (&p_frag)[
   pack_p(s, p_frag);
 }
 
-// One tile of a pipelined warpgroup (variants 8, 9), whatever its state: computes it (score_tile for the first,
+// One tile of a pipelined warpgroup (variants 8, 9, 10), whatever its state: computes it (score_tile for the first,
 // pipelined_tile after) when the warpgroup has rows up to it, else runs `loads` and, right after its last computed
 // tile, adds that tile's P V. `previous_v_tile` holds the V of the warpgroup's last computed tile (updated here).
 template <typename Loads>
@@ -593,11 +595,13 @@ __global__ void __launch_bounds__(kLockstepThreads, 1)
   }
 }
 
-// PINGPONG: the consumers take turns to issue their Q K^T MMAs (named barriers 3 and 4), so that one's softmax runs
-// while the other's MMAs do.
-template <bool PINGPONG>
+// Variants 4, 5, 10. PINGPONG: the consumers take turns to issue their MMAs (named barriers 3 and 4), so that one's
+// softmax runs while the other's MMAs do; the turn covers the Q K^T MMAs, and with PIPELINED (each consumer runs
+// pipelined_step) the previous tile's P V MMAs as well.
+template <bool PINGPONG, bool PIPELINED>
 __global__ void __launch_bounds__(kSpecialisedThreads, 1)
     prefill_attention_specialised_kernel(const wgmma_prefill_params p) {
+  static_assert(!PIPELINED || PINGPONG, "the pipelined consumers take turns");
   const prefill_attention_args& a = p.args;
   extern __shared__ unsigned char smem_raw[];
   const uint32_t q_smem = aligned_smem_base(smem_raw);
@@ -654,6 +658,9 @@ __global__ void __launch_bounds__(kSpecialisedThreads, 1)
     }
     row_state r;
     init_rows(r, w, thread_row0, group_size);
+    uint32_t p_frag[kTileK / 16][4];  // PIPELINED: P of the last computed tile, the A operand of its pending P V
+    uint32_t previous_v_tile = 0;     // PIPELINED: shared-memory address of that tile's V
+    int pending_stage = -1;           // PIPELINED: the stage holding that V, released once its P V completed
     for (int tile = 0; tile < w.num_kv_tiles; ++tile, ++use) {
       const int stage = use % kSpecialisedStages;
       mbarrier_wait(full_bars + 8 * stage, (use / kSpecialisedStages) & 1);
@@ -662,12 +669,29 @@ __global__ void __launch_bounds__(kSpecialisedThreads, 1)
       const auto pass_turn = [&] {
         if (PINGPONG) named_barrier_arrive(other_turn, 256);
       };
-      if (g.count > 0 && tile * kTileK <= g.last_position)
-        attend_tile(r, q_smem + g.row0 * 128, kv_smem + stage * kStageBytes, tile,
-                    tile * kTileK + kTileK - 1 > g.first_position, p.scale_log2, col_pair, pass_turn);
-      else
-        pass_turn();
-      mbarrier_arrive(empty_bars + 8 * stage);
+      const bool computes = g.count > 0 && tile * kTileK <= g.last_position;
+      if constexpr (PIPELINED) {
+        // The turn covers the issue of both S_t and P_{t-1} V_{t-1}, so the other warpgroup's softmax runs under
+        // them. Tile t - 1's stage is free once its P V completed (inside pipelined_step).
+        pipelined_step(r, p_frag, g, q_smem, kv_smem + stage * kStageBytes, previous_v_tile, tile, p.scale_log2,
+                       col_pair, pass_turn);
+        if (pending_stage >= 0) mbarrier_arrive(empty_bars + 8 * pending_stage);
+        pending_stage = computes ? stage : -1;
+        if (!computes) mbarrier_arrive(empty_bars + 8 * stage);
+      } else {
+        if (computes)
+          attend_tile(r, q_smem + g.row0 * 128, kv_smem + stage * kStageBytes, tile,
+                      tile * kTileK + kTileK - 1 > g.first_position, p.scale_log2, col_pair, pass_turn);
+        else
+          pass_turn();
+        mbarrier_arrive(empty_bars + 8 * stage);
+      }
+    }
+    if constexpr (PIPELINED) {
+      if (pending_stage >= 0) {  // the item's last tile was computed: its P V is still to do
+        add_pv(r, p_frag, previous_v_tile);
+        mbarrier_arrive(empty_bars + 8 * pending_stage);
+      }
     }
     if (g.count > 0) store_rows(a, w, r, thread_row0, col_pair);
   }
@@ -693,15 +717,18 @@ cudaError_t launch(Kernel kernel, int threads, int smem, const prefill_attention
 }  // namespace
 
 bool prefill_attention_wgmma_supports(const prefill_attention_args& a) {
-  return a.head_dim == kHeadDim && a.variant >= 3 && a.variant <= 9;
+  return a.head_dim == kHeadDim && a.variant >= 3 && a.variant <= 10;
 }
 
 cudaError_t prefill_attention_wgmma(const prefill_attention_args& a, cudaStream_t stream) {
   if (!prefill_attention_wgmma_supports(a)) return cudaErrorInvalidValue;
   if (a.variant == 4)
-    return launch(prefill_attention_specialised_kernel<false>, kSpecialisedThreads, kSpecialisedSmem, a, stream);
+    return launch(prefill_attention_specialised_kernel<false, false>, kSpecialisedThreads, kSpecialisedSmem, a,
+                  stream);
   if (a.variant == 5)
-    return launch(prefill_attention_specialised_kernel<true>, kSpecialisedThreads, kSpecialisedSmem, a, stream);
+    return launch(prefill_attention_specialised_kernel<true, false>, kSpecialisedThreads, kSpecialisedSmem, a, stream);
+  if (a.variant == 10)
+    return launch(prefill_attention_specialised_kernel<true, true>, kSpecialisedThreads, kSpecialisedSmem, a, stream);
   if (a.variant == 6)
     return launch(prefill_attention_lockstep_kernel<2, true, false>, kLockstepThreads, lockstep_smem(2), a, stream);
   if (a.variant == 7)
