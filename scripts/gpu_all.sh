@@ -8,7 +8,8 @@
 #   STAGES (default "tests kernels overlap tune port ablation"): which stages, in this order ("profile" and "power"
 #   are extra: "power" samples clocks and power with nvidia-smi while bench_overlap --hold runs GEMMs alone, decode
 #   attention alone, both together, the sequential layer and the best overlapped layer, 6 s each);
-#   KERNELS ("prefill decode"): the bench_kernels groups of the kernels stage; "kernel_tests" (extra) runs
+#   KERNELS ("prefill decode"): the bench_kernels groups of the kernels stage (and of "baseline", extra: the same
+#   groups with an earlier build's bench_kernels, BASELINE=ARCHIVE from baseline_bench.sh); "kernel_tests" (extra) runs
 #   test_kernels_cuda alone, KERNEL_TESTS (default "*") its gtest filter, KERNEL_TESTS_TIMEOUT (240) its seconds;
 #   "ncu" (extra) profiles prefill attention at 4k tokens with Nsight Compute, one run per variant of NCU_VARIANTS
 #   ("3"), and prints the headline metrics and the stall reasons;
@@ -76,6 +77,17 @@ Warp Cycles Per Issued|L2 Hit|L1/TEX Hit|Executed Ipc|Stall|Tensor" "$logs/ncu_p
           > "$logs/bench_$group.log" 2>&1
         echo "-- bench_kernels --only $group: rc=$?"
         grep -E "TFLOP/s|TB/s" "$logs/bench_$group.log" | head -40
+      done ;;
+    baseline)
+      # The kernel benchmarks of an earlier build (BASELINE: an archive from baseline_bench.sh), in the same run as
+      # the kernels stage, so that a kernel change is compared on one machine and one set of clocks.
+      xz -dc "${BASELINE:?the baseline stage needs BASELINE=ARCHIVE}" > "$work/bench_baseline" &&
+        chmod +x "$work/bench_baseline"
+      for group in ${KERNELS:-prefill decode}; do
+        timeout 120 "$work/bench_baseline" --only "$group" --json "$logs/baseline_$group.json" \
+          > "$logs/baseline_$group.log" 2>&1
+        echo "-- baseline bench_kernels --only $group: rc=$?"
+        grep -E "TFLOP/s|TB/s" "$logs/baseline_$group.log" | head -40
       done ;;
     overlap)
       timeout 180 "$bundle/bin/bench/bench_overlap" --json "$logs/overlap.json" > "$logs/overlap.log" 2>&1
