@@ -41,6 +41,13 @@ logs="$work/logs"
 export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 mkdir -p "$logs"
 pack() { tar czf "$out/logs.tgz" -C "$logs" . ; }
+kernel_benches() {  # binary, log prefix: the KERNELS groups of bench_kernels, the headline lines printed
+  for group in ${KERNELS:-prefill decode}; do
+    timeout 120 "$1" --only "$group" --json "$logs/$2_$group.json" > "$logs/$2_$group.log" 2>&1
+    echo "-- $2: bench_kernels --only $group: rc=$?"
+    grep -E "TFLOP/s|TB/s" "$logs/$2_$group.log" | head -40
+  done
+}
 num_prompts=${NUM_PROMPTS:-1000}
 
 for stage in ${STAGES:-tests kernels overlap tune port ablation}; do
@@ -71,24 +78,13 @@ Warp Cycles Per Issued|L2 Hit|L1/TEX Hit|Executed Ipc|Stall|Tensor" "$logs/ncu_p
         grep -E "smsp__average_warps_issue_stalled" "$logs/ncu_stalls_$variant.txt" | sort -k3 -g -r | head -10
         pack
       done ;;
-    kernels)
-      for group in ${KERNELS:-prefill decode}; do
-        timeout 120 "$bundle/bin/bench/bench_kernels" --only "$group" --json "$logs/bench_$group.json" \
-          > "$logs/bench_$group.log" 2>&1
-        echo "-- bench_kernels --only $group: rc=$?"
-        grep -E "TFLOP/s|TB/s" "$logs/bench_$group.log" | head -40
-      done ;;
+    kernels) kernel_benches "$bundle/bin/bench/bench_kernels" bench ;;
     baseline)
       # The kernel benchmarks of an earlier build (BASELINE: an archive from baseline_bench.sh), in the same run as
       # the kernels stage, so that a kernel change is compared on one machine and one set of clocks.
       xz -dc "${BASELINE:?the baseline stage needs BASELINE=ARCHIVE}" > "$work/bench_baseline" &&
         chmod +x "$work/bench_baseline"
-      for group in ${KERNELS:-prefill decode}; do
-        timeout 120 "$work/bench_baseline" --only "$group" --json "$logs/baseline_$group.json" \
-          > "$logs/baseline_$group.log" 2>&1
-        echo "-- baseline bench_kernels --only $group: rc=$?"
-        grep -E "TFLOP/s|TB/s" "$logs/baseline_$group.log" | head -40
-      done ;;
+      kernel_benches "$work/bench_baseline" baseline ;;
     overlap)
       timeout 180 "$bundle/bin/bench/bench_overlap" --json "$logs/overlap.json" > "$logs/overlap.log" 2>&1
       echo "-- bench_overlap: rc=$?"
