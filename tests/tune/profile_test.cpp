@@ -6,6 +6,8 @@
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "model/model_config.h"
@@ -169,6 +171,22 @@ TEST(operation_profile, a_stale_profile_is_rejected_when_loaded) {
   EXPECT_NE(load_error({}).find("not valid JSON"), std::string::npos);
   std::filesystem::remove(path);
   EXPECT_EQ(load_error({}), fmt::format("operation profile {}: cannot open the file", path.string()));
+}
+
+// The profiles measured on the GPU machine and shipped in configs/profiles load here, with no GPU, against the model
+// configs they were measured for, and each is refused for another model's shape.
+TEST(operation_profile, shipped_profiles_load_without_a_gpu_for_their_models_only) {
+  const std::filesystem::path root = test::source_dir() / "configs";
+  const std::vector<std::string> models = {"llama3-8b", "llama2-7b", "mistral-7b", "qwen2-7b"};
+  for (size_t i = 0; i < models.size(); ++i) {
+    const std::filesystem::path path = root / "profiles" / (models[i] + "-h200.json");
+    const model_config config = load_model_config(root / "models" / models[i]);
+    const operation_profile profile = load_operation_profile(path, llama_op_graph(), {"NVIDIA H200", &config});
+    EXPECT_EQ(profile.num_sms, 132) << path;
+    EXPECT_FALSE(profile.interference.empty()) << path;
+    const model_config other = load_model_config(root / "models" / models[(i + 1) % models.size()]);
+    EXPECT_THROW(load_operation_profile(path, llama_op_graph(), {"NVIDIA H200", &other}), error) << path;
+  }
 }
 
 }  // namespace
