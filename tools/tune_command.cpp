@@ -186,13 +186,13 @@ size_t measure_candidates(const tune_cli_options& o, backend& model, std::vector
 
 // The chosen spec (without its row thresholds, which would send the step to the sequential spec) and the
 // sequential one timed at one step mix, with a progress line under `label`.
-decode_point time_step_mix(const tune_cli_options& o, backend& model, const pipeline_spec& spec, int num_decode,
+step_mix_point time_step_mix(const tune_cli_options& o, backend& model, const pipeline_spec& spec, int num_decode,
                            int num_prefill, const char* label) {
   pipeline_spec unconditional = spec;
   unconditional.min_decode_rows = 0;
   unconditional.min_prefill_rows = 0;
   const model_batch batch = timing_batch(o, model, num_decode, num_prefill);
-  decode_point p{num_decode, num_prefill, step_us(o, model, unconditional, batch),
+  step_mix_point p{num_decode, num_prefill, step_us(o, model, unconditional, batch),
                  step_us(o, model, sequential_spec(llama_op_graph()), batch)};
   std::printf("%s: %d decode + %d prefill rows: chosen spec %.3f ms, sequential %.3f ms (%.3fx)\n", label,
               p.num_decode, p.num_prefill, p.spec_us / 1e3, p.sequential_us / 1e3, p.sequential_us / p.spec_us);

@@ -117,12 +117,12 @@ std::vector<int> ladder_at(int workload_rows, std::initializer_list<int> eighths
 
 // The smallest count (`rows` of each point) from which the spec measured faster at every larger point; 0 when it
 // won everywhere; one past the largest count when it lost there.
-int threshold_from(std::vector<decode_point> points, int decode_point::*rows) {
+int threshold_from(std::vector<step_mix_point> points, int step_mix_point::*rows) {
   if (points.empty()) return 0;
   std::sort(points.begin(), points.end(),
-            [&](const decode_point& a, const decode_point& b) { return a.*rows < b.*rows; });
+            [&](const step_mix_point& a, const step_mix_point& b) { return a.*rows < b.*rows; });
   int threshold = 0;
-  for (const decode_point& p : points)
+  for (const step_mix_point& p : points)
     if (p.spec_us >= p.sequential_us) threshold = -1;  // lost here: the threshold is above
     else if (threshold < 0) threshold = p.*rows;
   if (threshold < 0) return points.back().*rows + 1;  // lost at the largest point too
@@ -137,17 +137,17 @@ std::vector<int> prefill_ladder(int workload_prefill_rows) {
   return ladder_at(workload_prefill_rows, {0, 1, 2, 4}, 0);
 }
 
-int min_decode_rows_from(std::vector<decode_point> points) {
-  return threshold_from(std::move(points), &decode_point::num_decode);
+int min_decode_rows_from(std::vector<step_mix_point> points) {
+  return threshold_from(std::move(points), &step_mix_point::num_decode);
 }
 
-int min_prefill_rows_from(std::vector<decode_point> points) {
-  return threshold_from(std::move(points), &decode_point::num_prefill);
+int min_prefill_rows_from(std::vector<step_mix_point> points) {
+  return threshold_from(std::move(points), &step_mix_point::num_prefill);
 }
 
-nlohmann::json ladder_json(const std::vector<decode_point>& points, const char* rows_key, int threshold) {
+nlohmann::json ladder_json(const std::vector<step_mix_point>& points, const char* rows_key, int threshold) {
   nlohmann::json all = nlohmann::json::array();
-  for (const decode_point& p : points)
+  for (const step_mix_point& p : points)
     all.push_back({{"num_decode", p.num_decode}, {"num_prefill", p.num_prefill}, {"spec_step_us", p.spec_us},
                    {"sequential_step_us", p.sequential_us}});
   std::string rows = std::string(rows_key).substr(4);  // "decode_rows" or "prefill_rows"
@@ -157,9 +157,9 @@ nlohmann::json ladder_json(const std::vector<decode_point>& points, const char* 
           {"points", all}};
 }
 
-row_thresholds measure_row_thresholds(int decode_rows, int prefill_rows, const decode_point& at_workload,
+row_thresholds measure_row_thresholds(int decode_rows, int prefill_rows, const step_mix_point& at_workload,
                                       const step_mix_timer& time_mix) {
-  std::vector<decode_point> decode_points, prefill_points;
+  std::vector<step_mix_point> decode_points, prefill_points;
   for (int d : decode_ladder(decode_rows))
     decode_points.push_back(time_mix(d, decode_rows + prefill_rows - d, "decode ladder"));
   decode_points.push_back(at_workload);

@@ -46,7 +46,7 @@ size_t time_and_choose(std::vector<timed_spec>& specs, const step_timer& timer, 
 nlohmann::json measurement_json(const std::vector<timed_spec>& specs, size_t chosen);
 
 // One step mix of a ladder, with the measured step time of the chosen spec and of the sequential one.
-struct decode_point {
+struct step_mix_point {
   int num_decode = 0;
   int num_prefill = 0;
   double spec_us = 0.0;
@@ -65,19 +65,19 @@ std::vector<int> prefill_ladder(int workload_prefill_rows);
 // The min_decode_rows for the chosen spec: the smallest decode count from which it measured faster than the
 // sequential spec at every larger point; 0 when it won at every point (or there are none). A point where it lost
 // puts the threshold at the next point above, so the spec runs only where it was seen to win.
-int min_decode_rows_from(std::vector<decode_point> points);
+int min_decode_rows_from(std::vector<step_mix_point> points);
 
 // The min_prefill_rows for the chosen spec, by the same rule over the points' prefill counts; a loss at the
 // decode-only point (0 prefill rows) gives at least 1, so decode-only steps run the sequential spec.
-int min_prefill_rows_from(std::vector<decode_point> points);
+int min_prefill_rows_from(std::vector<step_mix_point> points);
 
 // A ladder's points and the threshold chosen from them, `rows_key` naming the threshold ("min_decode_rows" or
 // "min_prefill_rows").
-nlohmann::json ladder_json(const std::vector<decode_point>& points, const char* rows_key, int threshold);
+nlohmann::json ladder_json(const std::vector<step_mix_point>& points, const char* rows_key, int threshold);
 
 // Times the chosen spec and the sequential one at one step mix; `ladder` ("decode ladder" or "prefill ladder")
 // names the ladder the mix belongs to, for progress output.
-using step_mix_timer = std::function<decode_point(int num_decode, int num_prefill, const char* ladder)>;
+using step_mix_timer = std::function<step_mix_point(int num_decode, int num_prefill, const char* ladder)>;
 
 struct row_thresholds {
   int min_decode_rows = 0;
@@ -89,7 +89,7 @@ struct row_thresholds {
 // Times the decode ladder (decode_ladder(decode_rows) decode rows, the rest of the workload's tokens prefill) and
 // the prefill ladder (the workload's decode rows, prefill_ladder(prefill_rows) prefill rows) with `time_mix`, adds
 // the workload's own point `at_workload` to both, and derives both thresholds.
-row_thresholds measure_row_thresholds(int decode_rows, int prefill_rows, const decode_point& at_workload,
+row_thresholds measure_row_thresholds(int decode_rows, int prefill_rows, const step_mix_point& at_workload,
                                       const step_mix_timer& time_mix);
 
 }  // namespace nf

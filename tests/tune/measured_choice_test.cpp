@@ -140,8 +140,8 @@ TEST(decode_ladder, is_below_the_workload_ascending_and_distinct) {
 }
 
 // Points as (decode rows, spec step time, sequential step time); the order given does not matter.
-std::vector<decode_point> points_of(const std::vector<std::array<double, 3>>& rows) {
-  std::vector<decode_point> points;
+std::vector<step_mix_point> points_of(const std::vector<std::array<double, 3>>& rows) {
+  std::vector<step_mix_point> points;
   for (const auto& r : rows) points.push_back({static_cast<int>(r[0]), 0, r[1], r[2]});
   return points;
 }
@@ -176,8 +176,8 @@ TEST(prefill_ladder, starts_at_a_decode_only_step_below_the_workload) {
 }
 
 // Points as (prefill rows, spec step time, sequential step time) at 512 decode rows.
-std::vector<decode_point> prefill_points_of(const std::vector<std::array<double, 3>>& rows) {
-  std::vector<decode_point> points;
+std::vector<step_mix_point> prefill_points_of(const std::vector<std::array<double, 3>>& rows) {
+  std::vector<step_mix_point> points;
   for (const auto& r : rows) points.push_back({512, static_cast<int>(r[0]), r[1], r[2]});
   return points;
 }
@@ -213,9 +213,9 @@ TEST(row_thresholds, time_both_ladders_at_their_mixes_and_follow_the_measurement
     ladders.emplace_back(ladder);
     const double sequential = 1000.0 + num_decode + num_prefill;
     const bool wins = num_decode >= 256 && num_prefill >= 384;
-    return decode_point{num_decode, num_prefill, sequential * (wins ? 0.95 : 1.05), sequential};
+    return step_mix_point{num_decode, num_prefill, sequential * (wins ? 0.95 : 1.05), sequential};
   };
-  const decode_point workload{512, 1536, 2900.0, 3048.0};
+  const step_mix_point workload{512, 1536, 2900.0, 3048.0};
   const row_thresholds t = measure_row_thresholds(512, 1536, workload, time_mix);
 
   const std::vector<std::array<int, 2>> expected = {

@@ -143,7 +143,7 @@ TEST_F(tune_cli, search_with_measure_writes_the_fastest_measured_candidate) {
     ASSERT_TRUE(prediction.contains("prefill_ladder")) << prediction.dump(1);
     const json& ladder = prediction["prefill_ladder"];
     EXPECT_EQ(ladder["min_prefill_rows"], spec.min_prefill_rows);
-    std::vector<decode_point> points;
+    std::vector<step_mix_point> points;
     for (const json& p : ladder["points"]) {
       EXPECT_EQ(p["num_decode"], 8) << p;
       points.push_back({p["num_decode"].get<int>(), p["num_prefill"].get<int>(), p["spec_step_us"].get<double>(),
