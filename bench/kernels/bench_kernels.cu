@@ -225,7 +225,7 @@ int main(int argc, char** argv) {
     }
   };
   if (only == "decode") {
-    decode_sweep({8, 0, 4, 5, 7, 9, 10, 11, 12});
+    decode_sweep({8, 0, 4, 5, 7, 9, 10, 11, 12, 13, 14});
     for (int variant : {8, 5, 7}) {
       bench_decode(256, 2048, 16, copy_tbps, read_tbps_16, variant);
       bench_decode(256, 2048, 64, copy_tbps, read_tbps_64, variant);

@@ -78,8 +78,8 @@ TEST_P(decode_attention_test, matches_reference) {
   kernels::decode_attention_args args = c.args(d_cache.get(), d_tables.get(), num_sms);
   const std::vector<float>& ref = c.ref;
   const int num_seqs = c.num_seqs;
-  // Every pipeline that head_dim 128 offers: the budget's choice 0, cp.async shapes 1-3 and 8, bulk tensor copies 4-7
-  // and the shallow bulk-copy pipelines 9-12.
+  // Every pipeline that head_dim 128 offers: the budget's choice 0, cp.async shapes 1-3 and 8, bulk tensor copies 4-7,
+  // the shallow bulk-copy pipelines 9-12 and the deep ones with few warps 13-14.
   for (int variant = 0; variant < (head_dim == 128 ? kernels::num_decode_attention_variants : 1); ++variant) {
     args.variant = variant;
     c.d_out.poison();

@@ -691,6 +691,8 @@ cudaError_t decode_attention(const decode_attention_args& a, cudaStream_t stream
         case 10: return launch_tma<tma_config<3, 2, true, 32>>(a, stream);
         case 11: return launch_tma<tma_config<4, 2, true, 32>>(a, stream);
         case 12: return launch_tma<tma_config<7, 1, true, 32>>(a, stream);
+        case 13: return launch_tma<tma_config<2, 7, true, 32>>(a, stream);
+        case 14: return launch_tma<tma_config<3, 4, true, 32>>(a, stream);
         default: return cudaErrorInvalidValue;
       }
     }

@@ -44,13 +44,15 @@ struct decode_attention_args {
   // 4: 7 x 2 with 2 KiB boxes; 5: 7 x 2 with 4 KiB boxes; 6: as 5 with longer chunks; 7: 4 x 3 with 4 KiB boxes and
   // longer chunks. Shallow bulk-copy pipelines, 4 KiB boxes, at most 16 KiB x warps x stages in flight per SM, so that
   // the kernel asks the memory system for no more than its share beside a GEMM: 9: 2 x 2, 10: 3 x 2, 11: 4 x 2,
-  // 12: 7 x 1. Other head dims ignore it.
+  // 12: 7 x 1. Deep bulk-copy pipelines with few warps, most of the shared memory in flight rather than held by a
+  // warp's math (for small SM budgets, where bytes in flight per SM bound the rate): 13: 2 x 7, 14: 3 x 4. Other head
+  // dims ignore it.
   int variant = 0;
   decode_l2_policy l2_policy = decode_l2_policy::automatic;
 };
 
 // Variants 0 .. num_decode_attention_variants - 1 exist for head_dim 128.
-inline constexpr int num_decode_attention_variants = 13;
+inline constexpr int num_decode_attention_variants = 15;
 
 // Bytes of workspace decode_attention needs for these sizes (any SM budget).
 size_t decode_attention_workspace_bytes(int num_seqs, int num_q_heads, int head_dim, int max_context_len);
