@@ -112,7 +112,7 @@ __device__ __forceinline__ void load_full_kv_tile(const wgmma_prefill_params& p,
 
 // Gathers K and V of `tile` (kTileK tokens of the sequence) into one stage with THREADS threads (`thread` is this
 // one's index among them); rows past the context are zero-filled. Whole tiles with a power-of-two block size take
-// load_full_kv_tile.
+// load_full_kv_tile; this general path serves a sequence's last tile and other block sizes.
 template <int THREADS>
 __device__ __forceinline__ void load_kv_tile(const wgmma_prefill_params& p, const work_item& w, int tile,
                                              uint32_t stage, int thread) {
@@ -131,17 +131,8 @@ __device__ __forceinline__ void load_kv_tile(const wgmma_prefill_params& p, cons
     const int token = tile * kTileK + row;
     const bool valid = token < w.context_len;
     const bf16* k = a.kv_cache;  // a valid address for the zero-filling copies
-    if (valid) {
-      int block_index, in_block;
-      if (p.block_shift >= 0) {
-        block_index = token >> p.block_shift;
-        in_block = token & (a.block_size - 1);
-      } else {
-        block_index = token / a.block_size;
-        in_block = token % a.block_size;
-      }
-      k = head_base + w.table[block_index] * block_stride + in_block * kHeadDim + chunk * 8;
-    }
+    if (valid)
+      k = head_base + w.table[token / a.block_size] * block_stride + (token % a.block_size) * kHeadDim + chunk * 8;
     const uint32_t offset = sw128_offset<kTileK>(row, chunk);
     cp_async_16(stage + offset, k, valid ? 16 : 0);
     cp_async_16(stage + kKvTileBytes + offset, valid ? k + a.num_kv_heads * head_stride : k, valid ? 16 : 0);
