@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
@@ -90,7 +91,10 @@ void bench_decode(int num_seqs, int context_len, int num_sms, double copy_tbps, 
   char config[128];
   static const char* const variants[] = {"default",      "7x4",          "4x6",            "9x3",           "tma 7x2 2KiB",
                                          "tma 7x2 4KiB", "tma 7x2 4KiB L", "tma 4x3 4KiB L", "14x2",
-                                         "tma 2x2 4KiB", "tma 3x2 4KiB", "tma 4x2 4KiB",   "tma 7x1 4KiB"};
+                                         "tma 2x2 4KiB", "tma 3x2 4KiB", "tma 4x2 4KiB",   "tma 7x1 4KiB",  "tma 2x7 4KiB",
+                                         "tma 3x4 4KiB"};
+  static_assert(std::size(variants) == nf::kernels::num_decode_attention_variants,
+                "every decode attention variant needs a label");
   std::snprintf(config, sizeof config, "%d x %d ctx, %s SMs, %.2f GB, pipe %s%s", num_seqs, context_len,
                 num_sms > 0 ? std::to_string(num_sms).c_str() : "all", kv_bytes / 1e9, variants[variant],
                 scattered ? "" : ", contiguous blocks");
