@@ -158,14 +158,18 @@ std::unique_ptr<backend> timing_backend(const tune_cli_options& o) {
   return load_backend(m);
 }
 
-// The synthetic step the specs are timed on: these row counts at the workload's mean decode context.
-model_batch timing_batch(const tune_cli_options& o, const backend& model, int num_decode, int num_prefill) {
+// The shape of the synthetic step the specs are timed on: these row counts at the workload's mean decode context.
+synthetic_step_shape timing_shape(const tune_cli_options& o, int num_decode, int num_prefill) {
   synthetic_step_shape shape;
   shape.num_decode = num_decode;
   shape.num_prefill = num_prefill;
   shape.mean_decode_context = o.mean_context;
-  return synthetic_step_batch(shape, model.block_size(), model.num_kv_blocks(), model.config().max_position_embeddings,
-                              model.config().vocab_size, 1);
+  return shape;
+}
+
+model_batch timing_batch(const tune_cli_options& o, const backend& model, int num_decode, int num_prefill) {
+  return synthetic_step_batch(timing_shape(o, num_decode, num_prefill), model.block_size(), model.num_kv_blocks(),
+                              model.config().max_position_embeddings, model.config().vocab_size, 1);
 }
 
 double step_us(const tune_cli_options& o, backend& model, const pipeline_spec& spec, const model_batch& batch) {
@@ -180,6 +184,12 @@ size_t measure_candidates(const tune_cli_options& o, backend& model, std::vector
                specs.size(), model.name().c_str(), o.decode_rows, 0.5 * o.mean_context, 1.5 * o.mean_context,
                o.prefill_rows, o.measure_repeats);
   const model_batch batch = timing_batch(o, model, o.decode_rows, o.prefill_rows);
+  const int64_t distinct_blocks =
+      synthetic_step_distinct_blocks(timing_shape(o, o.decode_rows, o.prefill_rows), model.block_size());
+  if (distinct_blocks > model.num_kv_blocks())
+    std::fprintf(stderr, "the KV cache holds %d blocks, fewer than the %lld this step needs: its decode sequences share "
+                 "blocks (the same bytes are read; this GPU would run fewer decodes at this context)\n",
+                 model.num_kv_blocks(), static_cast<long long>(distinct_blocks));
   const step_timer timer = [&](const pipeline_spec& spec) { return step_us(o, model, spec, batch); };
   return time_and_choose(specs, timer, stdout);
 }

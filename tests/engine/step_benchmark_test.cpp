@@ -1,6 +1,7 @@
 // The synthetic steps the tuner times: decode rows first, one per sequence, at contexts spread around the mean,
 // then prompt rows; every row's position and KV slot follow from its sequence's context and block table, the
-// blocks are distinct and inside the cache, and shapes the cache or the model cannot hold are refused. Switching
+// blocks are distinct and inside the cache (where the cache is small, decodes share blocks only among
+// themselves), and shapes the cache or the model cannot hold are refused. Switching
 // a backend's pipeline spec between steps keeps its outputs and refuses an invalid spec without changing it.
 #include <gtest/gtest.h>
 
@@ -58,13 +59,44 @@ TEST(synthetic_step_batch, lays_out_decodes_then_prompts_on_distinct_blocks) {
   EXPECT_EQ(batch.sequences[9].query_start, 9);
 }
 
+TEST(synthetic_step_batch, decodes_share_blocks_only_among_themselves_when_the_cache_is_small) {
+  synthetic_step_shape shape;
+  shape.num_decode = 6;
+  shape.num_prefill = 40;
+  shape.mean_decode_context = 100.0;  // contexts 50 .. 150: 4 .. 10 blocks of 16, 41 in all
+  shape.prompt_len = 32;              // prompts of 32 and 8 tokens: 3 blocks
+  const int block_size = 16, num_kv_blocks = 20;
+  ASSERT_EQ(synthetic_step_distinct_blocks(shape, block_size), 41 + 3);
+  const model_batch batch = synthetic_step_batch(shape, block_size, num_kv_blocks, 4096, 500, 5);
+  ASSERT_EQ(batch.sequences.size(), 6u + 2u);
+  std::set<int32_t> prompt_blocks, decode_blocks;
+  for (size_t s = 0; s < batch.sequences.size(); ++s) {
+    const batch_sequence& seq = batch.sequences[s];
+    std::set<int32_t> own;
+    for (int32_t b : seq.block_table) {
+      EXPECT_TRUE(b >= 0 && b < num_kv_blocks) << b;
+      EXPECT_TRUE(own.insert(b).second) << "sequence " << s << " uses block " << b << " twice";
+      if (s < 6)
+        decode_blocks.insert(b);
+      else
+        EXPECT_TRUE(prompt_blocks.insert(b).second) << "prompt block " << b << " shared";
+    }
+  }
+  for (int32_t b : prompt_blocks) EXPECT_EQ(decode_blocks.count(b), 0u) << "block " << b << " of a prompt and a decode";
+  EXPECT_EQ(decode_blocks.size(), 17u) << "the decodes wrap around every block the prompts left";
+}
+
 TEST(synthetic_step_batch, refuses_shapes_it_cannot_hold) {
   synthetic_step_shape shape;
   shape.num_decode = 4;
   shape.mean_decode_context = 1000.0;
-  EXPECT_THROW(synthetic_step_batch(shape, 16, 100, 4096, 500, 1), error);  // 4 x ~63 blocks > 100
+  EXPECT_NO_THROW(synthetic_step_batch(shape, 16, 100, 4096, 500, 1));  // the longest decode: 94 blocks, shared
+  EXPECT_THROW(synthetic_step_batch(shape, 16, 90, 4096, 500, 1), error);  // 94 > 90
+  shape.num_prefill = 200;
+  EXPECT_THROW(synthetic_step_batch(shape, 16, 100, 4096, 500, 1), error);  // 94 + 13 prompt blocks > 100
   EXPECT_THROW(synthetic_step_batch(shape, 16, 10000, 1024, 500, 1), error);  // contexts up to 1500 > 1024
   shape.num_decode = 0;
+  shape.num_prefill = 0;
   EXPECT_THROW(synthetic_step_batch(shape, 16, 10000, 4096, 500, 1), error);  // no rows
 }
 
